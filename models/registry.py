@@ -1,0 +1,78 @@
+"""A name -> constructor registry shared by attacks, defenses, targets and datasets (timm style)."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from models.errors import RobustgridError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Entry(Generic[T]):
+    """One registered constructor with its one-line description and metadata."""
+
+    name: str
+    fn: Callable[..., T]
+    description: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Registry(Generic[T]):
+    """Holds constructors by name; unknown names raise an error that lists the closest names."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, Entry[T]] = {}
+
+    def register(self, name: str, **meta: Any) -> Callable[[Callable[..., T]], Callable[..., T]]:
+        """Decorator: register ``fn`` under ``name``; the docstring's first line is its description."""
+
+        def deco(fn: Callable[..., T]) -> Callable[..., T]:
+            if name in self._entries:
+                raise RobustgridError(f"{self.kind} {name!r} is already registered")
+            doc = inspect.getdoc(fn) or ""
+            self._entries[name] = Entry(name, fn, doc.splitlines()[0] if doc else "", dict(meta))
+            return fn
+
+        return deco
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def entry(self, name: str) -> Entry[T]:
+        if name not in self._entries:
+            close = difflib.get_close_matches(name, self.names(), n=3, cutoff=0.4)
+            hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(self.names())}"
+            raise RobustgridError(f"unknown {self.kind} {name!r}{hint}")
+        return self._entries[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._entries
+
+    def build(self, name: str, **params: Any) -> T:
+        """Construct ``name`` with keyword overrides; unknown keywords are an error naming them."""
+        entry = self.entry(name)
+        check_params(entry.fn, params, f"{self.kind} {name!r}")
+        return entry.fn(**params)
+
+    def describe(self) -> list[tuple[str, str]]:
+        return [(n, self._entries[n].description) for n in self.names()]
+
+
+def check_params(fn: Callable[..., Any], params: dict[str, Any], what: str) -> None:
+    """Raise a one-line error for keywords ``fn`` does not accept (with close matches)."""
+    sig = inspect.signature(fn)
+    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+        return
+    allowed = [n for n, p in sig.parameters.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    for key in params:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=2, cutoff=0.5)
+            hint = f"; did you mean {', '.join(close)}?" if close else f"; valid: {', '.join(allowed)}"
+            raise RobustgridError(f"{what} has no parameter {key!r}{hint}")

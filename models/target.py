@@ -1,0 +1,54 @@
+"""A Target is a model under evaluation: an nn.Module on [0, 1] images plus what identifies it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from models.registry import Registry
+
+
+class Normalized(nn.Module):
+    """Wraps a network so that it takes [0, 1] images: (x - mean) / std happens inside."""
+
+    def __init__(self, net: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net((x - self.mean) / self.std)
+
+
+@dataclass
+class Target:
+    """A model ready for attack: eval mode, frozen parameters, inputs in [0, 1]."""
+
+    name: str
+    task: str
+    module: nn.Module
+    input_shape: tuple[int, int, int]           # (C, H, W) the module expects
+    num_classes: int | None = None
+    score_range: tuple[float, float] | None = None  # IQA: range of the score
+    lower_better: bool = False                      # IQA: is a lower score a better image?
+    provenance: dict[str, Any] = field(default_factory=dict)  # architecture, weights file, sha256, metric
+
+    def __post_init__(self) -> None:
+        self.module.eval()
+        self.module.requires_grad_(False)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return self.module(x)
+
+
+TARGETS: Registry[Target] = Registry("target")
+
+
+def register_target(name: str, *, task: str, **meta: Any) -> Callable[[Callable[..., Target]], Callable[..., Target]]:
+    """Decorator registering a zero-argument (or keyword) builder of a Target under ``name``."""
+    return TARGETS.register(name, task=task, **meta)

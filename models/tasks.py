@@ -1,0 +1,109 @@
+"""Tasks own what differs between classification, segmentation and IQA: objective, outcome, metric.
+
+The attack loop and the grid only talk to a Task, so a new task plugs in without touching them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from models.errors import RobustgridError
+from models.registry import Registry
+
+TASKS: Registry[Task] = Registry("task")
+
+
+class Task(ABC):
+    """Objective to maximise, per-sample outcome and dataset-level metrics of one task."""
+
+    name: ClassVar[str]
+    metric: ClassVar[str]                 # primary metric of curves and leaderboard
+    robust_is_high: ClassVar[bool]        # True if a higher primary metric means a more robust model
+    success_type: ClassVar[bool] = False  # per-sample success exists: early stop and budget envelope apply
+
+    @abstractmethod
+    def objective(self, outputs: Tensor, y: Tensor) -> Tensor:
+        """Per-sample value the attacker maximises, shape (B,)."""
+
+    def success(self, outputs: Tensor, y: Tensor) -> Tensor | None:
+        """Per-sample bool: is the attack already successful on this output? None if undefined."""
+        return None
+
+    @abstractmethod
+    def outcome(self, outputs: Tensor, y: Tensor) -> np.ndarray:
+        """Per-sample record kept in the store (prediction, score, confusion counts ...)."""
+
+    @abstractmethod
+    def metrics(self, outcome: np.ndarray, y: np.ndarray, clean: np.ndarray | None = None) -> dict[str, float]:
+        """Dataset-level metrics from all per-sample outcomes (never a mean of batch means)."""
+
+    def robust(self, outcome: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Per-sample bool 'still robust', for success-type tasks (budget envelope)."""
+        raise NotImplementedError(f"task {self.name} has no per-sample success")
+
+    def attack_labels(self, models: list, x: Tensor, y: Tensor) -> Tensor:
+        """What the objective compares against during an attack (the labels here; IQA overrides)."""
+        return y
+
+    def check_batch(self, x: Tensor, y: Tensor | None = None) -> None:
+        """One-line errors for images that are not float NCHW in [0, 1] or hold NaN."""
+        check_images(x)
+
+
+def check_images(x: Tensor) -> None:
+    if not isinstance(x, Tensor) or x.dim() != 4:
+        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise RobustgridError(f"images must be a float tensor of shape (N, C, H, W), got {shape}")
+    if not x.is_floating_point():
+        raise RobustgridError(f"images must be floating point in [0, 1], got dtype {x.dtype}")
+    if torch.isnan(x).any():
+        raise RobustgridError("images contain NaN")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < 0.0 or hi > 1.0:
+        raise RobustgridError(f"images must lie in [0, 1], got values in [{lo:.4g}, {hi:.4g}]")
+
+
+@TASKS.register("classification")
+class Classification(Task):
+    """Top-1 classification: maximise cross-entropy; outcome is the predicted label."""
+
+    name = "classification"
+    metric = "accuracy"
+    robust_is_high = True
+    success_type = True
+
+    def objective(self, outputs: Tensor, y: Tensor) -> Tensor:
+        return F.cross_entropy(outputs, y, reduction="none")
+
+    def success(self, outputs: Tensor, y: Tensor) -> Tensor:
+        return outputs.argmax(1) != y
+
+    def outcome(self, outputs: Tensor, y: Tensor) -> np.ndarray:
+        return outputs.argmax(1).cpu().numpy().astype(np.int64)
+
+    def metrics(self, outcome: np.ndarray, y: np.ndarray, clean: np.ndarray | None = None) -> dict[str, float]:
+        out = {"accuracy": float(np.mean(outcome == y)) if len(y) else float("nan")}
+        if clean is not None:
+            ok = clean == y
+            # attack success rate over the samples the target got right when clean
+            out["attack_success_rate"] = float(np.mean(outcome[ok] != y[ok])) if ok.any() else float("nan")
+        return out
+
+    def robust(self, outcome: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return outcome == y
+
+    def check_batch(self, x: Tensor, y: Tensor | None = None) -> None:
+        check_images(x)
+        if y is not None and (y.dim() != 1 or len(y) != len(x)):
+            raise RobustgridError(f"labels must have shape ({len(x)},), got {tuple(y.shape)}")
+
+
+def build_task(name: str) -> Task:
+    """The task object for ``name`` (classification, segmentation, iqa)."""
+    return TASKS.build(name)
