@@ -90,7 +90,7 @@ def load_or_train(name: str, recipe: dict[str, Any], build: Callable[[], nn.Modu
     """The module with its weights: committed or cached if fresh, otherwise trained and cached."""
     rec = find_weights(name, recipe)
     if rec is None:
-        if not allow_train:
+        if not allow_train or os.environ.get("ROBUSTGRID_NO_TRAIN"):
             raise RobustgridError(f"no trained weights for {name!r}; run 'robustgrid zoo train {name}'")
         rec = train_and_store(name, recipe, train)
     module = build()

@@ -61,5 +61,6 @@ def save_weights(module: nn.Module, path: str | Path) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     save_file({k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}, str(tmp))
+    tmp.chmod(0o644)  # safetensors writes 0600; weights are data to share, not secrets
     tmp.replace(path)  # atomic: a killed run never leaves half a checkpoint
     return file_sha256(path)
