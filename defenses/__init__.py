@@ -1,0 +1,10 @@
+"""Purification defenses: pre-processors x -> x' placed in front of any model; imports only ``models``."""
+
+from defenses import gaussian, ncis, none  # noqa: F401  (each defense registers itself on import)
+from defenses.base import DEFENSES, Purifier, build_defense, list_defenses, register_defense
+from defenses.bpda import BPDA, bpda
+from defenses.defended import Defended
+from defenses.unlabeled import list_unlabeled, register_unlabeled, unlabeled_images
+
+__all__ = ["BPDA", "DEFENSES", "Defended", "Purifier", "bpda", "build_defense", "list_defenses", "list_unlabeled",
+           "register_defense", "register_unlabeled", "unlabeled_images"]

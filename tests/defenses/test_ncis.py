@@ -1,0 +1,123 @@
+"""NCIS: the three combination modes, exact gradients, bad parameters, and the committed Fashion-MNIST BSN."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from defenses import build_defense
+from defenses.bsn import BlindSpotNet
+from defenses.gaussian import GaussianSmoothing
+from defenses.ncis import NCIS
+from models.errors import RobustgridError
+from tests.defenses.finite_diff import check_gradient
+
+
+class Affine(nn.Module):
+    """A stand-in 'BSN' with a known output, to check how NCIS composes it with smoothing."""
+
+    in_chans = 1
+
+    def forward(self, x: Tensor) -> Tensor:
+        return 0.5 * x + 0.2
+
+
+@pytest.mark.parametrize("iterations", [1, 3])
+def test_modes_compose_bsn_and_smoothing_as_documented(iterations: int) -> None:
+    x = torch.rand(2, 1, 9, 9, generator=torch.Generator().manual_seed(0))
+    gs = GaussianSmoothing(kernel_size=3, sigma=0.7, iterations=1)
+    f = Affine()
+    steps = {"bsn": f, "alternate": lambda v: f(gs(v)), "mix": lambda v: 0.3 * f(v) + 0.7 * gs(v)}
+    for mode, step in steps.items():
+        expected = x
+        for _ in range(iterations):
+            expected = step(expected)
+        ncis = NCIS(bsn=Affine(), mode=mode, iterations=iterations, alpha=0.3, kernel_size=3, sigma=0.7)
+        torch.testing.assert_close(ncis(x), expected.clamp(0, 1))
+
+
+def test_one_channel_bsn_is_applied_to_each_colour_channel() -> None:
+    torch.manual_seed(0)
+    bsn = BlindSpotNet(in_chans=1, width=4, depth=3)
+    ncis = NCIS(bsn=bsn, in_chans=3, mode="bsn")
+    x = torch.rand(2, 3, 12, 12)
+    expected = torch.cat([bsn(x[:, c:c + 1]) for c in range(3)], dim=1).clamp(0, 1)
+    torch.testing.assert_close(ncis(x), expected)
+    with pytest.raises(RobustgridError, match="expects 3-channel images, got 1"):
+        ncis(x[:, :1])
+    with pytest.raises(RobustgridError, match="in_chans=1 does not fit a BSN trained on 3-channel"):
+        NCIS(bsn=BlindSpotNet(in_chans=3, width=4, depth=3), in_chans=1)
+
+
+def centred_bsn() -> BlindSpotNet:
+    """A small random BSN in double precision whose outputs lie inside [0, 1] (so the final clamp is inactive)."""
+    torch.manual_seed(0)
+    bsn = BlindSpotNet(in_chans=1, width=4, depth=3).double()
+    with torch.no_grad():
+        bsn.head[-1].bias.add_(0.5 - bsn(torch.full((1, 1, 5, 5), 0.5, dtype=torch.float64)).mean())
+    return bsn
+
+
+@pytest.mark.parametrize("mode", ["bsn", "alternate", "mix"])
+def test_gradient_matches_finite_differences(mode: str) -> None:
+    ncis = NCIS(bsn=centred_bsn(), mode=mode, iterations=2, kernel_size=3, sigma=1.0)
+    x = 0.25 + 0.5 * torch.rand(1, 1, 7, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    grad = check_gradient(ncis, x)
+    assert int((grad != 0).sum()) == 42  # nothing is detached: every pixel carries gradient
+
+
+def test_parameters_are_frozen_but_inputs_get_gradients() -> None:
+    ncis = NCIS(bsn=BlindSpotNet(in_chans=1, width=4, depth=3))
+    assert not any(p.requires_grad for p in ncis.parameters()) and not ncis.bsn.training
+    assert ncis.describe()["bsn"]["arch"] == "fbi-net-bsn"
+    assert ncis.describe()["mode"] == "bsn" and ncis.describe()["iterations"] == 2
+    assert "alpha" not in ncis.describe()  # parameters the mode ignores do not split result keys
+
+
+@pytest.mark.parametrize(("params", "name"), [
+    ({"mode": "median"}, "mode"), ({"iterations": 0}, "iterations"), ({"iterations": 2.0}, "iterations"),
+    ({"alpha": 1.5}, "alpha"), ({"alpha": float("nan")}, "alpha"), ({"kernel_size": 2}, "kernel_size"),
+    ({"sigma": 0}, "sigma"), ({"in_chans": 0}, "in_chans"),
+])
+def test_bad_params_name_the_parameter(params: dict, name: str) -> None:
+    with pytest.raises(RobustgridError, match=rf"^ncis: {name} must be .*, got ") as err:
+        build_defense("ncis", bsn=Affine(), **params)
+    assert "\n" not in str(err.value)
+
+
+def test_bad_recipe_and_conflicting_sources_are_errors() -> None:
+    with pytest.raises(RobustgridError, match="bsn recipe: width must be an integer >= 1, got 0"):
+        build_defense("ncis", recipe={"width": 0})
+    with pytest.raises(RobustgridError, match="bsn recipe has no parameter 'widht'; did you mean width"):
+        build_defense("ncis", recipe={"widht": 8})
+    with pytest.raises(RobustgridError, match="either bsn or dataset"):
+        build_defense("ncis", bsn=Affine(), dataset="fashion-mnist")
+    with pytest.raises(RobustgridError, match="unknown unlabeled image set 'fashion-mnst'; did you mean fashion-mnist"):
+        build_defense("ncis", dataset="fashion-mnst")
+
+
+def test_committed_weights_load_without_training_and_reproduce_their_test_mse(monkeypatch) -> None:
+    import defenses.bsn_training as training
+    from models.cache import find_weights
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the committed BSN must not be retrained")
+
+    monkeypatch.setattr(training, "train_bsn", no_training)
+    recipe = training.BSNRecipe()
+    try:
+        images = training.unlabeled_images(recipe.dataset, "train", recipe.train_images, recipe.seed)
+    except RobustgridError as exc:
+        pytest.skip(f"Fashion-MNIST not available: {exc}")
+    record = find_weights(training.weights_name(recipe.dataset), training.recipe_key(recipe, images))
+    assert record is not None and record.source == "committed"
+    assert record.path.stat().st_size < 2_000_000
+
+    ncis = build_defense("ncis", dataset="fashion-mnist", in_chans=1, allow_train=False)
+    assert ncis.describe()["bsn"]["sha256"] == record.sha256
+    metrics = training.bsn_test_metrics(ncis.bsn, recipe)
+    assert metrics["test_mse"] == pytest.approx(record.metrics["test_mse"], rel=1e-4)
+    assert metrics["test_clean_mse"] == pytest.approx(record.metrics["test_clean_mse"], rel=1e-4)
+    # a trained BSN predicts pixels from context far better than the mean image would
+    assert record.metrics["test_clean_mse"] < 0.1 * float(images.var())
