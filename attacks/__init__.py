@@ -34,6 +34,6 @@ def list_attacks() -> list[tuple[str, str]]:
 
 
 # registration happens on import of each attack module
-from attacks import mifgsm, pgd, torchattacks_adapter  # noqa: E402,F401
+from attacks import di, mifgsm, pgd, sega, segpgd, segtrans, ti, torchattacks_adapter  # noqa: E402,F401
 
 __all__ = ["ATTACKS", "AttackResult", "GradientAttack", "build_attack", "list_attacks", "register_attack"]

@@ -30,6 +30,7 @@ class AttackResult:
     checkpoints: dict[int, Tensor] = field(default_factory=dict)
     grad_evals: int = 0   # forward+backward passes, summed over images and sources
     forwards: int = 0     # extra gradient-free forward passes (early-stop checks under a view)
+    grad_evals_at: dict[int, int] = field(default_factory=dict)  # cumulative cost at each checkpoint
 
 
 def check_budget(norm: str, eps: float, steps: int, step_size: float | None) -> None:
@@ -87,6 +88,10 @@ class GradientAttack:
         """Per-run state of the direction hook (momentum buffers ...), full-batch shaped."""
         return {}
 
+    def objective(self, outputs: Tensor, y: Tensor, step: int) -> Tensor:
+        """Per-sample value maximised at ``step`` (1-based): the task's objective here; SegPGD reweights it."""
+        return self.task.objective(outputs, y)
+
     trivial_view = True  # subclasses that override ``view`` set this False
 
     # ---- the loop ----------------------------------------------------------------------------
@@ -120,6 +125,7 @@ class GradientAttack:
         result = AttackResult(x_adv=x0.clone())
         if eps == 0:
             result.checkpoints = {k: x0.clone() for k in checkpoints}
+            result.grad_evals_at = {k: 0 for k in checkpoints}
             return result
         alpha = self.alpha(eps)
         xa = self.start(x0, eps, gen)
@@ -131,7 +137,7 @@ class GradientAttack:
             if len(idx) == 0:
                 self.record(result, step, xa, checkpoints, on_checkpoint)
                 continue
-            grad, fooled = self.gradient(models, xa[idx], y[idx], x0[idx], gen, result, use_stop)
+            grad, fooled = self.gradient(models, xa[idx], y[idx], x0[idx], gen, result, use_stop, step)
             if use_stop:
                 done[idx[fooled]] = True  # freeze these at the iterate that fooled the model
                 keep = ~fooled
@@ -165,7 +171,7 @@ class GradientAttack:
         return torch.clamp(x0 + delta, 0, 1).detach()
 
     def gradient(self, models: list[nn.Module], xa: Tensor, y: Tensor, x0: Tensor, gen: torch.Generator,
-                 result: AttackResult, use_stop: bool) -> tuple[Tensor, Tensor]:
+                 result: AttackResult, use_stop: bool, step: int = 1) -> tuple[Tensor, Tensor]:
         """Combined input gradient of the objective, and which samples already fool every source."""
         fooled = torch.ones(len(xa), dtype=torch.bool, device=xa.device)
         check_in_pass = use_stop and self.trivial_view and self.samples == 1
@@ -179,7 +185,7 @@ class GradientAttack:
                     out = model(xs)
                     if check_in_pass:
                         fooled &= self.task.success(out.detach(), ys)
-                    g += torch.autograd.grad(self.task.objective(out, ys).sum(), xv)[0]
+                    g += torch.autograd.grad(self.objective(out, ys, step).sum(), xv)[0]
                     result.grad_evals += len(xa)
                 grads.append(g / self.samples)
         if use_stop and not check_in_pass:
@@ -194,5 +200,6 @@ class GradientAttack:
                on_checkpoint: Callable[[int, Tensor], Any] | None) -> None:
         if step in checkpoints:
             result.checkpoints[step] = xa.clone()
+            result.grad_evals_at[step] = result.grad_evals
             if on_checkpoint is not None:
                 on_checkpoint(step, result.checkpoints[step])

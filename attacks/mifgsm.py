@@ -9,8 +9,9 @@ from attacks import register_attack
 from attacks.loop import GradientAttack
 
 
+@register_attack("mifgsm")
 class MIFGSM(GradientAttack):
-    """Momentum replaces the raw gradient in the direction hook; everything else is the shared loop."""
+    """Momentum iterative FGSM; decay 1.0, no random start by default (Dong et al. 2018)."""
 
     name = "mifgsm"
 
@@ -29,8 +30,3 @@ class MIFGSM(GradientAttack):
         state["momentum"][idx] = g
         return super().direction(g, state, idx)
 
-
-@register_attack("mifgsm")
-def mifgsm(**params: object) -> MIFGSM:
-    """Momentum iterative FGSM; decay 1.0, no random start by default (Dong et al. 2018)."""
-    return MIFGSM(**params)

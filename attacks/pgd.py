@@ -1,34 +1,36 @@
-"""PGD (Madry et al.): signed (Linf) or normalised (L2) gradient steps from a random start."""
+"""PGD (Madry et al.) and its special cases I-FGSM and FGSM: the shared loop with default hooks."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from attacks import register_attack
 from attacks.loop import GradientAttack
 
 
+@register_attack("pgd")
 class PGD(GradientAttack):
-    """The shared loop with its default hooks is exactly PGD."""
+    """Projected gradient descent, Linf or L2, random start (Madry et al. 2018)."""
 
     name = "pgd"
 
 
-@register_attack("pgd")
-def pgd(**params: object) -> PGD:
-    """Projected gradient descent, Linf or L2, random start (Madry et al. 2018)."""
-    return PGD(**params)
-
-
 @register_attack("ifgsm")
-def ifgsm(**params: object) -> PGD:
+class IFGSM(PGD):
     """I-FGSM / BIM: PGD without the random start (Kurakin et al. 2017)."""
-    params.setdefault("random_start", False)
-    return PGD(**params)
+
+    name = "ifgsm"
+
+    def __init__(self, *, random_start: bool = False, **params: Any) -> None:
+        super().__init__(random_start=random_start, **params)
 
 
 @register_attack("fgsm")
-def fgsm(**params: object) -> PGD:
-    """FGSM: one signed step of size eps, no random start (Goodfellow et al. 2015)."""
-    params.setdefault("random_start", False)
-    params.setdefault("steps", 1)
-    params.setdefault("rel_step_size", 1.0)
-    return PGD(**params)
+class FGSM(PGD):
+    """FGSM: one signed step of size eps from the clean image (Goodfellow et al. 2015)."""
+
+    name = "fgsm"
+
+    def __init__(self, *, steps: int = 1, rel_step_size: float | None = 1.0, random_start: bool = False,
+                 **params: Any) -> None:
+        super().__init__(steps=steps, rel_step_size=rel_step_size, random_start=random_start, **params)

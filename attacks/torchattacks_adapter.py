@@ -75,6 +75,7 @@ class TorchattacksAttack(GradientAttack):
         result = AttackResult(x_adv=x.detach().clone())
         if eps == 0 and "eps" in self.accepts:
             result.checkpoints = {k: x.detach().clone() for k in checkpoints}
+            result.grad_evals_at = {k: 0 for k in checkpoints}
             return result
         model = _Counting(models[0], result)
         for k in sorted(set(checkpoints) | {self.steps}):
@@ -85,6 +86,7 @@ class TorchattacksAttack(GradientAttack):
                 adv = self._build(model, eps, k)(x, y).detach()
             if k in checkpoints:
                 result.checkpoints[k] = adv
+                result.grad_evals_at[k] = result.grad_evals
                 if on_checkpoint is not None:
                     on_checkpoint(k, adv)
             if k == self.steps:

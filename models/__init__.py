@@ -1,7 +1,13 @@
 """Targets, tasks, datasets and the trained zoo; imports none of attacks, defenses, benchmark."""
 
+from models import iqa_task, segmentation_task  # noqa: F401  (register the "iqa" and "segmentation" tasks)
 from models.errors import RobustgridError
 from models.target import TARGETS, Normalized, Target, register_target
 from models.tasks import TASKS, Task, build_task
 
 __all__ = ["RobustgridError", "TARGETS", "Normalized", "Target", "register_target", "TASKS", "Task", "build_task"]
+
+# the built-in zoo registers its targets on import (timm itself is imported lazily)
+import models.classifiers  # noqa: E402, F401
+import models.iqa_models  # noqa: E402, F401
+import models.segmenters  # noqa: E402, F401

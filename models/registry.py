@@ -59,18 +59,38 @@ class Registry(Generic[T]):
         """Construct ``name`` with keyword overrides; unknown keywords are an error naming them."""
         entry = self.entry(name)
         check_params(entry.fn, params, f"{self.kind} {name!r}")
-        return entry.fn(**params)
+        try:
+            return entry.fn(**params)
+        except TypeError as exc:  # a builder taking **kwargs passed on an unknown keyword
+            if "unexpected keyword argument" not in str(exc):
+                raise
+            raise RobustgridError(f"{self.kind} {name!r}: {exc}") from None
 
     def describe(self) -> list[tuple[str, str]]:
         return [(n, self._entries[n].description) for n in self.names()]
 
 
+def accepted_params(fn: Callable[..., Any]) -> list[str] | None:
+    """Keyword names ``fn`` accepts; for a class, ``**kwargs`` forwarded up the MRO are followed.
+
+    None means anything goes (a plain function taking ``**kwargs``).
+    """
+    chain = [c.__init__ for c in fn.__mro__ if "__init__" in vars(c)] if inspect.isclass(fn) else [fn]
+    names: list[str] = []
+    for f in chain:
+        params = inspect.signature(f).parameters
+        names += [n for n, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+                  and n != "self" and n not in names]
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            return names
+    return None if not inspect.isclass(fn) else names
+
+
 def check_params(fn: Callable[..., Any], params: dict[str, Any], what: str) -> None:
     """Raise a one-line error for keywords ``fn`` does not accept (with close matches)."""
-    sig = inspect.signature(fn)
-    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+    allowed = accepted_params(fn)
+    if allowed is None:
         return
-    allowed = [n for n, p in sig.parameters.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
     for key in params:
         if key not in allowed:
             close = difflib.get_close_matches(key, allowed, n=2, cutoff=0.5)

@@ -52,3 +52,26 @@ TARGETS: Registry[Target] = Registry("target")
 def register_target(name: str, *, task: str, **meta: Any) -> Callable[[Callable[..., Target]], Callable[..., Target]]:
     """Decorator registering a zero-argument (or keyword) builder of a Target under ``name``."""
     return TARGETS.register(name, task=task, **meta)
+
+
+TARGET_PREFIXES: Registry[Target] = Registry("target source")
+
+
+def register_target_prefix(prefix: str, **meta: Any) -> Callable[[Callable[..., Target]], Callable[..., Target]]:
+    """Decorator for builders of external targets named ``prefix:<arch>`` (timm, pyiqa, smp ...)."""
+    return TARGET_PREFIXES.register(prefix, **meta)
+
+
+def build_target(name: str, **params: Any) -> Target:
+    """A zoo target by name, or an external one as ``prefix:<arch>`` with keyword params (weights=...)."""
+    if ":" in name:
+        prefix, arch = name.split(":", 1)
+        return TARGET_PREFIXES.build(prefix, arch=arch, **params)
+    return TARGETS.build(name, **params)
+
+
+def target_task(name: str, **params: Any) -> str | None:
+    """The task a target name declares without building it (None for prefixes that serve several)."""
+    if ":" in name:
+        return TARGET_PREFIXES.entry(name.split(":", 1)[0]).meta.get("task")
+    return TARGETS.entry(name).meta.get("task")

@@ -51,6 +51,17 @@ class Task(ABC):
         """What the objective compares against during an attack (the labels here; IQA overrides)."""
         return y
 
+    quantize: ClassVar[bool] = False  # round attacked images to 8 bits before scoring (IQA convention)
+
+    def pair_metrics(self, x: Tensor, x_adv: Tensor) -> dict[str, np.ndarray]:
+        """Per-sample measures of the perturbation itself (norms here; IQA adds SSIM)."""
+        d = (x_adv - x).flatten(1)
+        return {"linf": d.abs().amax(1).cpu().numpy(), "l2": d.norm(dim=1).cpu().numpy()}
+
+    def check_target(self, target: object) -> None:
+        """One-line error if a target lacks what this task needs (IQA: a declared score range)."""
+        return None
+
     def check_batch(self, x: Tensor, y: Tensor | None = None) -> None:
         """One-line errors for images that are not float NCHW in [0, 1] or hold NaN."""
         check_images(x)

@@ -1,0 +1,73 @@
+"""SegTrans (Song et al. 2025, reconstructed in METHODS.md 2.2): attack region-remapped enhanced samples.
+
+Each gradient evaluation sees the image (and its label map) cut into an m x m grid of blocks whose
+positions are randomly permuted (and optionally flipped). Only local semantics survive, which is the
+paper's explanation of better transfer. A remap is a pixel permutation, so autograd returns the
+gradient to the original layout exactly, and the cost per step equals PGD's.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from attacks import register_attack
+from attacks.pgd import PGD
+from models.errors import RobustgridError
+
+REMAPS = ("shuffle", "shuffle+flip")
+
+
+def block_permutation(h: int, w: int, grid: int, gen: torch.Generator, flip: bool = False,
+                      device: torch.device | str = "cpu") -> Tensor:
+    """Flat index map (h*w,): output pixel p shows input pixel perm[p]. The grid x grid blocks of the
+    top-left (h - h % grid, w - w % grid) area change places (each flipped at random if ``flip``);
+    leftover border pixels stay where they are."""
+    bh, bw = h // grid, w // grid
+    idx = torch.arange(h * w, device=device).view(h, w)
+    out = idx.clone()
+    order = torch.randperm(grid * grid, generator=gen, device=gen.device).tolist()
+    flips = torch.randint(0, 4, (grid * grid,), generator=gen, device=gen.device).tolist() if flip else [0] * grid ** 2
+    for dst, (src, f) in enumerate(zip(order, flips)):
+        block = idx[src // grid * bh:(src // grid + 1) * bh, src % grid * bw:(src % grid + 1) * bw]
+        if f & 1:
+            block = block.flip(1)
+        if f & 2:
+            block = block.flip(0)
+        out[dst // grid * bh:(dst // grid + 1) * bh, dst % grid * bw:(dst % grid + 1) * bw] = block
+    return out.flatten()
+
+
+def remap(x: Tensor, perm: Tensor) -> Tensor:
+    """Re-index the last two (H, W) dims of images or label maps by a flat pixel permutation."""
+    return x.flatten(-2)[..., perm].view(x.shape)
+
+
+def unremap(x: Tensor, perm: Tensor) -> Tensor:
+    """Inverse of ``remap``: puts every pixel back where it came from."""
+    inverse = torch.empty_like(perm).scatter_(0, perm, torch.arange(len(perm), device=perm.device))
+    return remap(x, inverse)
+
+
+@register_attack("segtrans")
+class SegTrans(PGD):
+    """SegTrans: PGD on randomly block-remapped enhanced samples, same cost as PGD (Song et al. 2025)."""
+
+    name = "segtrans"
+    trivial_view = False
+
+    def __init__(self, *, grid: int = 4, remap_kind: str = "shuffle", **params: object) -> None:
+        if not isinstance(grid, int) or isinstance(grid, bool) or grid < 1:
+            raise RobustgridError(f"grid must be an integer >= 1, got {grid!r}")
+        if remap_kind not in REMAPS:
+            raise RobustgridError(f"unknown remap_kind {remap_kind!r}; valid: {', '.join(REMAPS)}")
+        super().__init__(**params)
+        self.grid, self.remap_kind = grid, remap_kind
+
+    def view(self, x: Tensor, y: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        """One fresh remap per call (per enhanced sample), applied to the images and their label maps."""
+        h, w = x.shape[-2:]
+        if h < self.grid or w < self.grid:
+            raise RobustgridError(f"segtrans grid {self.grid} is larger than the {h}x{w} images")
+        perm = block_permutation(h, w, self.grid, gen, self.remap_kind == "shuffle+flip", x.device)
+        return remap(x, perm), (remap(y, perm) if y.dim() == 3 else y)

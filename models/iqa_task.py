@@ -1,0 +1,140 @@
+"""No-reference IQA as a Task: the mid-point objective of METHODS 1.4, correlation and score-shift metrics.
+
+Every IQA target's module outputs quality on one common scale, 0-100 with higher = better (the target
+wrapper maps each scorer's declared range and direction onto it), so this task needs no per-target
+range: objective, reference direction, RMSE/MAE and R all read ``QUALITY_RANGE``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy import stats
+from torch import Tensor
+
+from models.errors import RobustgridError
+from models.tasks import TASKS, Task, check_images
+
+QUALITY_RANGE = (0.0, 100.0)  # the common output scale of every IQA target module
+R_FLOOR = 1e-3                # added to |p' - p| in R (quality points), so an unchanged score stays finite
+
+
+def quantize8(x: Tensor) -> Tensor:
+    """Round images to 8 bits (round(255 x) / 255), as saved adversarial images are before re-scoring."""
+    return torch.round(x * 255) / 255
+
+
+def image_ssim(x: Tensor, x_adv: Tensor) -> np.ndarray:
+    """Per-image SSIM (pyiqa 'ssim': Y channel, Gaussian window) of the perturbed image against the clean one."""
+    import pyiqa
+
+    metric = pyiqa.create_metric("ssim", device=x.device)
+    with torch.no_grad():
+        return metric(x_adv.clamp(0, 1), x.clamp(0, 1)).view(-1).double().cpu().numpy()
+
+
+def _pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    a, b = np.asarray(a, dtype=np.float64).reshape(-1), np.asarray(b, dtype=np.float64).reshape(-1)
+    if a.shape != b.shape:
+        raise RobustgridError(f"score arrays differ in length: {a.size} vs {b.size}")
+    return a, b
+
+
+def _corr(fn, a: np.ndarray, b: np.ndarray) -> float:  # noqa: ANN001 (a scipy.stats correlation)
+    a, b = _pair(a, b)
+    if a.size < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")  # undefined for fewer than two points or a constant array
+    return float(fn(a, b)[0])
+
+
+def srocc(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank-order correlation (NaN when undefined)."""
+    return _corr(stats.spearmanr, a, b)
+
+
+def plcc(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson linear correlation, no logistic fitting (NaN when undefined)."""
+    return _corr(stats.pearsonr, a, b)
+
+
+def krocc(a: np.ndarray, b: np.ndarray) -> float:
+    """Kendall rank-order correlation, tau-b (NaN when undefined)."""
+    return _corr(stats.kendalltau, a, b)
+
+
+def robustness_r(clean: np.ndarray, adv: np.ndarray, score_range: tuple[float, float] = QUALITY_RANGE,
+                 floor: float = R_FLOOR) -> float:
+    """R = mean log10(max(p - lo, hi - p) / (|p' - p| + floor)) with p = ``clean``, p' = ``adv`` (in that order).
+
+    Zhang et al. (NeurIPS 2022), METHODS 1.6: the largest possible shift over the shift achieved; lower = weaker model.
+    """
+    p, q = _pair(clean, adv)
+    lo, hi = score_range
+    return float(np.mean(np.log10(np.maximum(p - lo, hi - p) / (np.abs(q - p) + floor)))) if p.size else float("nan")
+
+
+@TASKS.register("iqa")
+class IQA(Task):
+    """NR-IQA regression: push each score toward the far end of the range; metrics are dataset-level correlations."""
+
+    name = "iqa"
+    metric = "srocc"        # SROCC of the attacked predictions with the labels (MOS)
+    robust_is_high = True
+    success_type = False
+    quantize = True         # attacked images are rounded to 8 bits before scoring (the group's convention)
+
+    def objective(self, outputs: Tensor, y: Tensor) -> Tensor:
+        """s * quality / range, where ``y`` holds the per-sample direction s from ``attack_labels``."""
+        lo, hi = QUALITY_RANGE
+        return y.to(outputs) * quality(outputs) / (hi - lo)
+
+    def attack_labels(self, models: list, x: Tensor, y: Tensor) -> Tensor:
+        """Direction s = -1 (lower the score) where the sources' mean clean score is above mid-range, else +1."""
+        with torch.no_grad():
+            ref = torch.stack([quality(m(x)) for m in models]).mean(0)
+        return direction(ref)
+
+    def outcome(self, outputs: Tensor, y: Tensor) -> np.ndarray:
+        return quality(outputs).detach().double().cpu().numpy()
+
+    def metrics(self, outcome: np.ndarray, y: np.ndarray, clean: np.ndarray | None = None) -> dict[str, float]:
+        """Correlations of adversarial (and clean) predictions with the labels; clean-vs-attacked shift measures."""
+        out = {"srocc": srocc(outcome, y), "plcc": plcc(outcome, y), "krocc": krocc(outcome, y)}
+        if clean is not None:
+            p, q = _pair(clean, outcome)
+            out.update({
+                "clean_srocc": srocc(p, y), "clean_plcc": plcc(p, y),
+                "srocc_clean_adv": srocc(p, q), "plcc_clean_adv": plcc(p, q), "krocc_clean_adv": krocc(p, q),
+                "rmse_shift": float(np.sqrt(np.mean((q - p) ** 2))) if p.size else float("nan"),
+                "mae_shift": float(np.mean(np.abs(q - p))) if p.size else float("nan"),
+                "robustness_r": robustness_r(p, q),
+            })
+        return out
+
+    def pair_metrics(self, x: Tensor, x_adv: Tensor) -> dict[str, np.ndarray]:
+        """Norms of the perturbation plus SSIM of the 8-bit attacked image against the clean one."""
+        return {**super().pair_metrics(x, x_adv), "ssim": image_ssim(x, quantize8(x_adv))}
+
+    def check_batch(self, x: Tensor, y: Tensor | None = None) -> None:
+        check_images(x)
+        if y is not None and (y.dim() != 1 or len(y) != len(x) or not y.is_floating_point()):
+            raise RobustgridError(f"IQA labels must be float scores of shape ({len(x)},), got "
+                                  f"{y.dtype} {tuple(y.shape)}")
+
+    @staticmethod
+    def check_target(target: object) -> None:
+        """One-line error for an IQA target that does not declare its score range."""
+        if getattr(target, "score_range", None) is None:
+            raise RobustgridError(f"IQA target {getattr(target, 'name', target)!r} declares no score_range; "
+                                  "pass score_range = [lo, hi] so scores can be mapped onto 0-100")
+
+
+def quality(outputs: Tensor) -> Tensor:
+    """A module's output as one quality score per image, shape (B,)."""
+    return outputs.reshape(len(outputs), -1).mean(1)
+
+
+def direction(reference: Tensor) -> Tensor:
+    """Per-sample attack direction on the quality scale: -1 above the middle of the range, +1 at or below it."""
+    lo, hi = QUALITY_RANGE
+    return torch.where(reference > (lo + hi) / 2, -1.0, 1.0).to(reference)

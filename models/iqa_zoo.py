@@ -1,0 +1,151 @@
+"""The embedded NR-IQA zoo: three architecture families trained to predict the skimage-iqa FSIMc label.
+
+CNNIQA (pyiqa's shallow CNN with max-min pooling), a batch-norm ResNet and a normaliser-free NF-Net
+(timm), each small enough to train on a laptop CPU in one to two minutes; weights are committed with
+their test SROCC/PLCC/KROCC. (MobileNetV3, EfficientNet, ConvNeXt and ViT variants were tried and
+learned far less in the same budget: test SROCC 0.1-0.54.)
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from models.cache import WeightsRecord
+from models.classifiers import IMAGENET_MEAN, IMAGENET_STD, create_timm
+from models.data import ImageDataset
+from models.data.iqa_patches import PatchConfig, skimage_iqa
+from models.iqa_models import iqa_target, no_download_options, pyiqa_arch
+from models.iqa_task import krocc, plcc, srocc
+from models.target import Normalized, Target
+from models.zoo import ZooEntry, register_zoo
+
+PATCH = PatchConfig().patch
+
+
+class IQANet(Normalized):
+    """A regression network on [0, 1] images (normalisation inside) whose output x 100 is the score 0-100."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return 100 * super().forward(x).reshape(len(x), -1).mean(1)
+
+
+@dataclass(frozen=True)
+class IQARecipe:
+    """How one zoo IQA model is built and trained; all of it (plus the data generator hash) keys the weights."""
+
+    arch: str                       # timm architecture, or "pyiqa:<ArchClass>"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 8
+    lr: float = 2e-3
+    batch_size: int = 64
+    weight_decay: float = 1e-4
+    seed: int = 0
+
+
+def build_net(recipe: IQARecipe) -> IQANet:
+    """The untrained network for 3x48x48 patches, one output, ImageNet normalisation inside."""
+    if recipe.arch.startswith("pyiqa:"):
+        cls = pyiqa_arch(recipe.arch.removeprefix("pyiqa:"))
+        net = cls(**no_download_options(cls), **recipe.model_kwargs)
+    else:
+        net = create_timm(recipe.arch, num_classes=1, **recipe.model_kwargs)
+    return IQANet(net, IMAGENET_MEAN, IMAGENET_STD)
+
+
+def predict(module: nn.Module, data: ImageDataset, batch_size: int = 256) -> Tensor:
+    """Scores of ``module`` on the whole dataset (eval mode, no gradients)."""
+    module.eval()
+    with torch.inference_mode():
+        return torch.cat([module(x).reshape(-1) for x, _ in data.batches(batch_size)])
+
+
+def augment(x: Tensor, gen: torch.Generator) -> Tensor:
+    """Label-preserving views (FSIMc is symmetric under them): random flips and one random quarter turn per batch."""
+    flip = torch.rand(2, len(x), 1, 1, 1, generator=gen) < 0.5
+    x = torch.where(flip[0], x.flip(3), x)
+    x = torch.where(flip[1], x.flip(2), x)
+    return torch.rot90(x, int(torch.randint(0, 4, (1,), generator=gen)), dims=(2, 3))
+
+
+def fit_regressor(module: nn.Module, data: ImageDataset, recipe: IQARecipe, progress: bool = True,
+                  desc: str = "train") -> nn.Module:
+    """MSE on label/100 with AdamW and a one-cycle schedule over label-preserving augmented batches; seeded."""
+    from tqdm.auto import tqdm
+
+    gen = torch.Generator().manual_seed(recipe.seed)
+    steps = len(data) // recipe.batch_size
+    opt = torch.optim.AdamW(module.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=recipe.epochs * steps,
+                                                pct_start=0.25)
+    module.train()
+    bar = tqdm(total=recipe.epochs * steps, desc=desc, disable=not progress, unit="step", leave=False)
+    for epoch in range(recipe.epochs):
+        order = torch.randperm(len(data), generator=gen)
+        for i in range(steps):
+            idx = order[i * recipe.batch_size:(i + 1) * recipe.batch_size]
+            x, y = augment(data.images[idx], gen), data.labels[idx]
+            loss = F.mse_loss(module(x) / 100, y / 100)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            bar.update()
+            bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.4f}", refresh=False)
+    bar.close()
+    return module.eval()
+
+
+def test_metrics(module: nn.Module) -> dict[str, float]:
+    """SROCC, PLCC and KROCC with the labels on the full skimage-iqa test split (disjoint source photographs)."""
+    data = skimage_iqa("test")
+    pred, y = predict(module, data).numpy(), data.labels.numpy()
+    return {"test_srocc": round(srocc(pred, y), 4), "test_plcc": round(plcc(pred, y), 4),
+            "test_krocc": round(krocc(pred, y), 4)}
+
+
+def train_iqa(name: str, recipe: IQARecipe, progress: bool = True) -> tuple[nn.Module, dict[str, float]]:
+    """Train one zoo IQA model from its seed and measure it on the test split."""
+    torch.manual_seed(recipe.seed)  # the initial weights too depend only on the recipe
+    module = fit_regressor(build_net(recipe), skimage_iqa("train"), recipe, progress, desc=name)
+    return module, test_metrics(module)
+
+
+def iqa_zoo_target(name: str, recipe: IQARecipe, module: nn.Module, rec: WeightsRecord) -> Target:
+    """Wrap trained zoo weights as an IQA Target (range 0-100, higher = better) with their provenance."""
+    provenance = {"architecture": recipe.arch, "model_kwargs": recipe.model_kwargs, "source": "robustgrid-zoo",
+                  "weights": str(rec.path), "sha256": rec.sha256, "recipe_hash": rec.recipe_hash,
+                  "weights_source": rec.source, **rec.metrics}
+    return iqa_target(name, module, (0.0, 100.0), False, (3, PATCH, PATCH), provenance)
+
+
+@functools.cache
+def train_data_key() -> str:
+    """The train split's generator hash: identifies the data without generating it (labels take a minute)."""
+    return PatchConfig().key("train")
+
+
+IQA_ZOO: dict[str, tuple[str, IQARecipe]] = {
+    "iqa-cnniqa": ("CNNIQA (pyiqa arch: 7x7 conv, max-min pooling, MLP) trained on skimage-iqa",
+                   IQARecipe("pyiqa:CNNIQA", {"ker_size": 7, "n_kers": 32, "n1_nodes": 128, "n2_nodes": 128},
+                             epochs=10, lr=3e-3)),
+    "iqa-resnet": ("ResNet-10t (timm, batch-norm residual CNN, widths 16-128) trained on skimage-iqa",
+                   IQARecipe("resnet10t", {"channels": [16, 32, 64, 128], "stem_width": 16}, epochs=10, lr=1e-2)),
+    "iqa-nfnet": ("NF-Net (timm test_nfnet: normaliser-free residual CNN with SE) trained on skimage-iqa",
+                  IQARecipe("test_nfnet", epochs=8, lr=3e-3)),
+}
+
+for _name, (_description, _recipe) in IQA_ZOO.items():
+    register_zoo(ZooEntry(
+        name=_name, task="iqa", description=_description,
+        recipe={"dataset": "skimage-iqa", **asdict(_recipe)},
+        data_fingerprint=train_data_key,
+        build=functools.partial(build_net, _recipe),
+        train=functools.partial(train_iqa, _name, _recipe),
+        to_target=functools.partial(iqa_zoo_target, _name, _recipe),
+    ))
