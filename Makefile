@@ -1,0 +1,46 @@
+# Two entry points do all set-up on a fresh machine: `make bench` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+FMNIST := /usr/share/datasets/fashion-mnist
+export HF_HUB_OFFLINE ?= 1
+export PYTHONHASHSEED := 0
+
+.PHONY: bench test test-slow perf lint data zoo report clean-results
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+# Fashion-MNIST: Debian's package when we can install it, else the reader explains what to do.
+data:
+	@if [ -n "$$ROBUSTGRID_DATA" ] || [ -f $(FMNIST)/t10k-images-idx3-ubyte.gz ]; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1)) || \
+	  echo "robustgrid: could not apt-get install dataset-fashion-mnist; set ROBUSTGRID_DATA to a folder with the Fashion-MNIST .gz files"; \
+	else echo "robustgrid: Fashion-MNIST missing: run 'sudo apt-get install dataset-fashion-mnist' or set ROBUSTGRID_DATA to a folder with its .gz files"; fi
+
+zoo: $(STAMP) data
+	$(BIN)/robustgrid zoo train --quiet
+
+bench: zoo
+	$(BIN)/robustgrid run configs/default.toml --out results/default
+
+report: $(STAMP)
+	$(BIN)/robustgrid report results/default
+
+test: $(STAMP) data
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+test-slow: $(STAMP) data
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m slow
+
+perf: $(STAMP) data
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m perf tests/perf --benchmark-enable --benchmark-columns=mean,stddev,rounds
+
+lint: $(STAMP)
+	$(BIN)/ruff check .

@@ -1,0 +1,94 @@
+"""``robustgrid`` command line: run, list, zoo train, report. Exit 0 ok, 2 user error, 1 bug."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from models.errors import RobustgridError
+
+LISTS = ("attacks", "defenses", "targets", "datasets", "tasks")
+
+
+def _list(kind: str) -> list[tuple[str, str]]:
+    if kind == "attacks":
+        from attacks import list_attacks
+
+        extra = ("torchattacks:<Name>", "any torchattacks attack on a classifier, e.g. torchattacks:APGD")
+        return [*list_attacks(), extra]
+    if kind == "defenses":
+        from defenses import list_defenses
+
+        return list_defenses()
+    if kind == "targets":
+        import models
+        from models.target import TARGET_PREFIXES, TARGETS
+
+        _ = models
+        rows = [(n, f"[{TARGETS.entry(n).meta.get('task', '?')}] {d}") for n, d in TARGETS.describe()]
+        return rows + [(f"{n}:<arch>", d) for n, d in TARGET_PREFIXES.describe()]
+    if kind == "datasets":
+        from models.data import list_datasets
+
+        return list_datasets()
+    from models.tasks import TASKS
+
+    return TASKS.describe()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="robustgrid", description=__doc__)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="run a grid config (resumes from the store in --out)")
+    run.add_argument("config")
+    run.add_argument("--out", default=None, help="output folder (default results/<config name>)")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    lst = sub.add_parser("list", help="list registered names with one-line descriptions")
+    lst.add_argument("kind", choices=LISTS)
+    zoo = sub.add_parser("zoo", help="the embedded model zoo")
+    zoo_sub = zoo.add_subparsers(dest="zoo_cmd", required=True)
+    train = zoo_sub.add_parser("train", help="train zoo models (only missing or stale ones unless --force)")
+    train.add_argument("names", nargs="*")
+    train.add_argument("--force", action="store_true")
+    train.add_argument("--commit", action="store_true", help="write into the repository's models/weights")
+    train.add_argument("--quiet", action="store_true")
+    rep = sub.add_parser("report", help="rebuild tables and plots from OUT/cells.sqlite alone")
+    rep.add_argument("out")
+    args = parser.parse_args(argv)
+    try:
+        if args.cmd == "run":
+            from benchmark import load_config, run_grid
+
+            cfg = load_config(args.config)
+            out = Path(args.out) if args.out else Path("results") / Path(args.config).stem
+            summary = run_grid(cfg, out, progress=not args.quiet)
+            print(f"{summary.generated} units generated, {summary.reused} reused, {summary.seconds:.0f} s; "
+                  f"report in {out}/leaderboard.md")
+        elif args.cmd == "list":
+            rows = _list(args.kind)
+            width = max((len(n) for n, _ in rows), default=0)
+            for name, desc in rows:
+                print(f"{name:<{width}}  {desc}")
+        elif args.cmd == "zoo":
+            from models.zoo import train_zoo
+
+            for rec in train_zoo(args.names or None, force=args.force, commit=args.commit, progress=not args.quiet):
+                metrics = ", ".join(f"{k} {v:.4f}" for k, v in rec.metrics.items())
+                print(f"{rec.name}: {metrics} ({rec.source}, {rec.train_seconds:.0f} s train)")
+        elif args.cmd == "report":
+            from benchmark.report import write_report
+
+            paths = write_report(args.out)
+            print(f"wrote {len(paths)} files to {args.out}")
+    except RobustgridError as exc:
+        print(f"robustgrid: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("robustgrid: interrupted; finished cells are stored, rerun the same command to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

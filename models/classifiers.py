@@ -1,0 +1,208 @@
+"""Classifier targets: any timm architecture with local weights, and the Fashion-MNIST zoo.
+
+Weights are only ever read by ``models.checkpoints`` (safetensors or ``weights_only`` torch files);
+timm's own loader runs only for ``pretrained=True``, the real-user path that downloads from the hub.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.cache import WeightsRecord
+from models.checkpoints import file_sha256, load_weights
+from models.data import ImageDataset, build_dataset, fingerprint
+from models.data.fashion_mnist import CLASSES, MEAN, STD, load_fashion_mnist
+from models.errors import RobustgridError
+from models.target import Normalized, Target, build_target, register_target_prefix
+from models.zoo import ZooEntry, register_zoo
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def create_timm(arch: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
+    """``timm.create_model`` with one-line errors for unknown architectures, bad keywords, failed downloads."""
+    import timm
+
+    if not timm.is_model(arch):
+        close = difflib.get_close_matches(arch, timm.list_models(), n=3, cutoff=0.6)
+        raise RobustgridError(f"unknown timm architecture {arch!r}" + (f"; did you mean {', '.join(close)}?"
+                                                                      if close else ""))
+    try:
+        return timm.create_model(arch, pretrained=pretrained, **kwargs)
+    except TypeError as exc:
+        raise RobustgridError(f"timm architecture {arch!r} rejects its arguments: {exc}") from None
+    except Exception as exc:
+        if not pretrained:
+            raise
+        raise RobustgridError(f"could not fetch pretrained weights of {arch!r} ({type(exc).__name__}); "
+                              "pass weights = PATH to a local checkpoint instead") from None
+
+
+def _per_channel(values: tuple[float, ...], in_chans: int, what: str) -> tuple[float, ...]:
+    values = tuple(float(v) for v in values)
+    if len(values) == in_chans:
+        return values
+    if in_chans == 1:  # grey input to an RGB recipe: the channel average
+        return (sum(values) / len(values),)
+    raise RobustgridError(f"{what} has {len(values)} channels but the model takes {in_chans}; pass {what}=")
+
+
+def timm_target(arch: str, weights: str | Path | None = None, num_classes: int = 1000, in_chans: int = 3,
+                pretrained: bool = False, name: str | None = None, mean: tuple[float, ...] | None = None,
+                std: tuple[float, ...] | None = None, **model_kwargs: Any) -> Target:
+    """A timm classifier on [0, 1] images; weights from a local file (safe loader) or timm's hub download.
+
+    Normalisation (the pretrained config's mean/std unless given) happens inside the Target's module.
+    """
+    if (weights is None) == (not pretrained):
+        raise RobustgridError(f"timm:{arch} needs exactly one of weights = PATH or pretrained = true")
+    net = create_timm(arch, pretrained, num_classes=num_classes, in_chans=in_chans, **model_kwargs)
+    if weights is not None:
+        load_weights(net, weights)
+    cfg = dict(getattr(net, "pretrained_cfg", None) or {})
+    mean = _per_channel(mean or cfg.get("mean", IMAGENET_MEAN), in_chans, "mean")
+    std = _per_channel(std or cfg.get("std", IMAGENET_STD), in_chans, "std")
+    # evaluation resolution: timm's test size where the recipe trained smaller (e.g. resnet10t: 176 -> 224)
+    size = model_kwargs.get("img_size", (cfg.get("test_input_size") or cfg.get("input_size", (3, 224, 224)))[1:])
+    h, w = (size, size) if isinstance(size, int) else tuple(size)
+    provenance = {"architecture": arch, "model_kwargs": model_kwargs, "mean": mean, "std": std, "source": "timm",
+                  "weights": str(weights) if weights else f"timm-pretrained:{cfg.get('tag', arch)}",
+                  "sha256": file_sha256(weights) if weights else None}
+    return Target(name=name or f"timm:{arch}", task="classification", module=Normalized(net, mean, std),
+                  input_shape=(in_chans, h, w), num_classes=num_classes, provenance=provenance)
+
+
+@register_target_prefix("timm", task="classification")
+def timm_prefix(arch: str, **params: Any) -> Target:
+    """timm:<arch> classifiers with weights = PATH (safetensors or torch state dict) or pretrained = true."""
+    if not arch:
+        raise RobustgridError("target spec 'timm:' lacks an architecture, e.g. timm:resnet50")
+    return timm_target(arch, **{"name": f"timm:{arch}", **params})
+
+
+def build_classifier_target(spec: str, **kw: Any) -> Target:
+    """A classifier from a config spec: ``timm:<arch>`` (keywords go to timm_target) or a zoo name."""
+    target = build_target(spec, **kw)
+    if target.task != "classification":
+        raise RobustgridError(f"target {spec!r} is a {target.task} model, not a classifier")
+    return target
+
+
+def accuracy(module: nn.Module, data: ImageDataset, batch_size: int = 1000) -> float:
+    """Top-1 accuracy of ``module`` on the whole dataset (eval mode, no gradients)."""
+    module.eval()
+    correct = 0
+    with torch.inference_mode():
+        for x, y in data.batches(batch_size):
+            correct += int((module(x).argmax(1) == y).sum())
+    return correct / len(data)
+
+
+@dataclass(frozen=True)
+class ClassifierRecipe:
+    """How one zoo classifier is built and trained; all of it (plus the data fingerprint) keys the weights."""
+
+    arch: str
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 2
+    lr: float = 3e-3
+    batch_size: int = 128
+    weight_decay: float = 0.05
+    label_smoothing: float = 0.0
+    hflip: bool = False  # random horizontal flips (garments are mostly left-right symmetric)
+    seed: int = 0
+
+
+def fit_classifier(module: nn.Module, data: ImageDataset, recipe: ClassifierRecipe, progress: bool = True,
+                   desc: str = "train") -> nn.Module:
+    """Train with AdamW and a one-cycle schedule over shuffled full batches; seeded, so reproducible."""
+    from tqdm.auto import tqdm
+
+    gen = torch.Generator().manual_seed(recipe.seed)
+    steps = len(data) // recipe.batch_size
+    opt = torch.optim.AdamW(module.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=recipe.epochs * steps,
+                                                pct_start=0.25)
+    module.train()
+    bar = tqdm(total=recipe.epochs * steps, desc=desc, disable=not progress, unit="step", leave=False)
+    for epoch in range(recipe.epochs):
+        order = torch.randperm(len(data), generator=gen)
+        for i in range(steps):
+            idx = order[i * recipe.batch_size:(i + 1) * recipe.batch_size]
+            x, y = data.images[idx], data.labels[idx]
+            if recipe.hflip:
+                x = torch.where(torch.rand(len(x), 1, 1, 1, generator=gen) < 0.5, x.flip(3), x)
+            loss = F.cross_entropy(module(x), y, label_smoothing=recipe.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            bar.update()
+            bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}", refresh=False)
+    bar.close()
+    return module.eval()
+
+
+# --- the embedded Fashion-MNIST zoo: three timm families, small enough to train on a laptop CPU ---
+
+FMNIST_ZOO: dict[str, tuple[str, ClassifierRecipe]] = {
+    "fmnist-resnet": ("ResNet-10t (timm, widths 16-128) trained on Fashion-MNIST",
+                      ClassifierRecipe("resnet10t", {"channels": [16, 32, 64, 128], "stem_width": 16},
+                                       epochs=3, lr=4e-3)),
+    "fmnist-mobilenet": ("MobileNetV3-Small 0.5 (timm) trained on Fashion-MNIST",
+                         ClassifierRecipe("mobilenetv3_small_050", epochs=2, lr=4e-3)),
+    "fmnist-vit": ("ViT (timm, 7x7 patches, 4 blocks of width 96) trained on Fashion-MNIST",
+                   ClassifierRecipe("vit_tiny_patch16_224", {"img_size": 28, "patch_size": 7, "embed_dim": 96,
+                                                             "depth": 4, "num_heads": 4, "mlp_ratio": 2.0,
+                                                             "class_token": False, "global_pool": "avg"},
+                                    epochs=4, lr=2e-3)),
+}
+
+
+def fmnist_module(recipe: ClassifierRecipe) -> nn.Module:
+    """The untrained zoo network for 1x28x28 inputs, with Fashion-MNIST normalisation inside."""
+    net = create_timm(recipe.arch, num_classes=len(CLASSES), in_chans=1, **recipe.model_kwargs)
+    return Normalized(net, (MEAN,), (STD,))
+
+
+@functools.cache
+def fmnist_train_fingerprint() -> str:
+    """Fingerprint of the full train split, equal to ``build_dataset('fashion-mnist', 'train').fingerprint``."""
+    return fingerprint(*load_fashion_mnist("train"))
+
+
+def train_fmnist(name: str, recipe: ClassifierRecipe, progress: bool = True) -> tuple[nn.Module, dict[str, float]]:
+    """Train one zoo classifier from its seed and measure it on the full test split."""
+    torch.manual_seed(recipe.seed)  # the initial weights too depend only on the recipe
+    module = fit_classifier(fmnist_module(recipe), build_dataset("fashion-mnist", split="train"), recipe,
+                            progress, desc=name)
+    return module, {"test_accuracy": accuracy(module, build_dataset("fashion-mnist", split="test"))}
+
+
+def fmnist_target(name: str, recipe: ClassifierRecipe, module: nn.Module, rec: WeightsRecord) -> Target:
+    """Wrap trained zoo weights as a Target whose provenance names the architecture and the weights file."""
+    provenance = {"architecture": recipe.arch, "model_kwargs": recipe.model_kwargs, "source": "robustgrid-zoo",
+                  "weights": str(rec.path), "sha256": rec.sha256, "recipe_hash": rec.recipe_hash,
+                  "weights_source": rec.source, **rec.metrics}
+    return Target(name=name, task="classification", module=module, input_shape=(1, 28, 28),
+                  num_classes=len(CLASSES), provenance=provenance)
+
+
+for _name, (_description, _recipe) in FMNIST_ZOO.items():
+    register_zoo(ZooEntry(
+        name=_name, task="classification", description=_description,
+        recipe={"dataset": "fashion-mnist", **asdict(_recipe)},
+        data_fingerprint=fmnist_train_fingerprint,
+        build=functools.partial(fmnist_module, _recipe),
+        train=functools.partial(train_fmnist, _name, _recipe),
+        to_target=functools.partial(fmnist_target, _name, _recipe),
+    ))
+

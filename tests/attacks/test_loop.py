@@ -1,0 +1,86 @@
+"""Properties of the shared loop: budget respected, accuracy falls, early stop, checkpoints, costs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from attacks import build_attack
+from models.errors import RobustgridError
+
+
+def accuracy(model, x, y) -> float:
+    with torch.no_grad():
+        return (model(x).argmax(1) == y).float().mean().item()
+
+
+@pytest.mark.parametrize("name", ["pgd", "mifgsm"])
+def test_large_budget_breaks_the_model(zoo_resnet, fmnist_batch, name):
+    x, y = fmnist_batch
+    clean = accuracy(zoo_resnet.module, x, y)
+    adv = build_attack(name, eps=0.3, steps=20, rel_step_size=0.1)(zoo_resnet.module, x, y)
+    assert clean >= 0.8
+    assert accuracy(zoo_resnet.module, adv, y) <= 0.05
+    assert (adv - x).abs().max().item() <= 0.3 + 1e-6
+    assert adv.min().item() >= 0 and adv.max().item() <= 1
+
+
+def test_accuracy_falls_with_budget(zoo_resnet, fmnist_batch):
+    x, y = fmnist_batch
+    accs = [accuracy(zoo_resnet.module, build_attack("pgd", eps=e, steps=10)(zoo_resnet.module, x, y), y)
+            for e in (0.0, 0.02, 0.05, 0.1)]
+    assert all(a >= b for a, b in zip(accs, accs[1:])), accs
+    assert accs[0] - accs[-1] > 0.3
+
+
+def test_checkpoints_are_prefixes_of_one_run(zoo_resnet, fmnist_batch):
+    x, y = fmnist_batch
+    attack = build_attack("pgd", eps=0.1, steps=8, step_size=0.02)
+    res = attack.run(zoo_resnet.module, x, y, seed=4, checkpoints=[2, 5, 8])
+    short = build_attack("pgd", eps=0.1, steps=5, step_size=0.02)(zoo_resnet.module, x, y, seed=4)
+    assert torch.equal(res.checkpoints[5], short)  # the 5-step prefix is the 5-step attack
+    assert torch.equal(res.checkpoints[8], res.x_adv)
+    assert res.grad_evals_at == {2: 2 * len(x), 5: 5 * len(x), 8: 8 * len(x)}
+
+
+def test_early_stop_only_lowers_accuracy_and_saves_work(zoo_resnet, fmnist_batch):
+    x, y = fmnist_batch
+    plain = build_attack("pgd", eps=0.1, steps=10).run(zoo_resnet.module, x, y, seed=0)
+    stop = build_attack("pgd", eps=0.1, steps=10, early_stop=True).run(zoo_resnet.module, x, y, seed=0)
+    assert accuracy(zoo_resnet.module, stop.x_adv, y) <= accuracy(zoo_resnet.module, plain.x_adv, y)
+    assert stop.grad_evals < plain.grad_evals == 10 * len(x)
+
+
+def test_ensemble_counts_each_source(zoo_resnet, fmnist_batch):
+    x, y = fmnist_batch
+    res = build_attack("pgd", eps=0.05, steps=3).run([zoo_resnet.module, zoo_resnet.module], x, y)
+    assert res.grad_evals == 2 * 3 * len(x)
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"eps": -0.1}, "eps must be a finite number >= 0"),
+    ({"eps": float("nan")}, "eps must be a finite number >= 0"),
+    ({"steps": 0}, "steps must be an integer >= 1"),
+    ({"norm": "l3"}, "unknown norm 'l3'"),
+    ({"stepz": 3}, "did you mean steps"),
+])
+def test_bad_parameters(params, message):
+    with pytest.raises(RobustgridError, match=message):
+        build_attack("pgd", **params)
+
+
+def test_unknown_attack_lists_close_names():
+    with pytest.raises(RobustgridError, match="unknown attack 'pdg'; did you mean pgd"):
+        build_attack("pdg")
+    with pytest.raises(RobustgridError, match="did you mean PGD"):
+        build_attack("torchattacks:PDG")
+
+
+@pytest.mark.parametrize("x, message", [
+    (torch.rand(2, 1, 28, 28) * 2, r"must lie in \[0, 1\]"),
+    (torch.full((2, 1, 28, 28), float("nan")), "contain NaN"),
+    (torch.rand(1, 28, 28), r"shape \(N, C, H, W\)"),
+])
+def test_bad_images(zoo_resnet, x, message):
+    with pytest.raises(RobustgridError, match=message):
+        build_attack("pgd")(zoo_resnet.module, x, torch.zeros(len(x), dtype=torch.long))

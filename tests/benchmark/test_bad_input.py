@@ -1,0 +1,90 @@
+"""Every bad input: a one-line error naming the problem, CLI exit 2, and nothing written."""
+
+from __future__ import annotations
+
+import copy
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmark import load_config, parse_config, run_grid
+from models.errors import RobustgridError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def mutate(cfg, path, value):
+    cfg = copy.deepcopy(cfg)
+    node = cfg
+    for k in path[:-1]:
+        node = node[k]
+    if value is KeyError:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return cfg
+
+
+CASES = [
+    (("suite", 0, "attacks", 0, "name"), "pdg", "unknown attack 'pdg'; did you mean pgd"),
+    (("suite", 0, "targets"), ["fmnist-resnt"], "unknown target 'fmnist-resnt'; did you mean fmnist-resnet"),
+    (("suite", 0, "budget", "eps"), [0.1, -0.05], "budget eps must be >= 0.0, got -0.05"),
+    (("suite", 0, "budget", "eps"), [math.inf], "budget eps must be a finite number"),
+    (("suite", 0, "budget", "eps"), [math.nan], "budget eps must be a finite number"),
+    (("suite", 0, "attacks", 0, "steps"), 0, "steps must be >= 1, got 0"),
+    (("suite", 0, "budgett"), {}, "unknown key 'budgett'; did you mean budget"),
+    (("suite", 0, "threats"), ["whitebox", "trasnfer"], "unknown threat 'trasnfer'; did you mean transfer"),
+    (("suite", 0, "attacks", 0, "stepsize"), 0.1, "has no parameter 'stepsize'; did you mean step_size"),
+    (("suite", 0, "dataset", "root"), "/nonexistent/fmnist", "/nonexistent/fmnist"),
+    (("suite", 0, "dataset", "name"), "fashion-mnst", "unknown dataset 'fashion-mnst'"),
+    (("suite", 0, "task"), "segmentation", "is a classification model"),
+    (("seed",), -1, "seed must be >= 0"),
+    (("suite", 0, "budget", "norm"), "l1", "unknown norm 'l1'"),
+]
+
+
+@pytest.mark.parametrize("path, value, message", CASES, ids=[c[2][:30] for c in CASES])
+def test_bad_config_names_the_problem_and_writes_nothing(small_config, tmp_path, path, value, message):
+    cfg = mutate(small_config, path, value)
+    out = tmp_path / "out"
+    with pytest.raises(RobustgridError) as info:
+        run_grid(parse_config(cfg), out, progress=False)
+    text = str(info.value)
+    assert message in text and "\n" not in text
+    assert not (out / "cells.sqlite").exists()
+
+
+def test_transfer_source_must_be_a_target(small_config):
+    small_config["suite"][0]["transfer"] = {"sources": [["fmnist-vit"]]}
+    with pytest.raises(RobustgridError, match="transfer source 'fmnist-vit' is not one of the suite's targets"):
+        parse_config(small_config)
+
+
+def test_missing_and_malformed_config_files(tmp_path):
+    with pytest.raises(RobustgridError, match="config file not found"):
+        load_config(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("seed = [\n")
+    with pytest.raises(RobustgridError, match="invalid TOML"):
+        load_config(bad)
+
+
+def test_cli_exit_status_two_and_one_line(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('seed = 0\n[[suite]]\ntask = "classification"\ndataset = "fashion-mnist"\n'
+                   'targets = ["fmnist-resnet"]\nbudget = { eps = [-1.0] }\n[[suite.attacks]]\nname = "pgd"\n')
+    proc = subprocess.run([sys.executable, "-m", "benchmark.cli", "run", str(cfg), "--out", str(tmp_path / "o")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "budget eps must be >= 0.0" in lines[0]
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_unknown_list_kind_and_report_without_store(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "benchmark.cli", "report", str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "no results store" in proc.stderr
