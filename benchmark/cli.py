@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -56,6 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     rep = sub.add_parser("report", help="rebuild tables and plots from OUT/cells.sqlite alone")
     rep.add_argument("out")
     args = parser.parse_args(argv)
+    threads = os.environ.get("ROBUSTGRID_THREADS")
+    if threads:  # on a shared CPU one thread per process can be many times faster than two
+        import torch
+
+        torch.set_num_threads(int(threads))
     try:
         if args.cmd == "run":
             from benchmark import load_config, run_grid

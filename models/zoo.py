@@ -6,11 +6,15 @@ and ``zoo_target`` then treat them alike: committed weights, else cached, else t
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import shutil
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
 from models.cache import COMMITTED, WeightsRecord, find_weights, load_or_train, train_and_store
@@ -32,6 +36,7 @@ class ZooEntry:
     build: Callable[[], nn.Module]
     train: TrainFn
     to_target: Callable[[nn.Module, WeightsRecord], Target]
+    cost: float = 1.0  # relative training time: parallel training starts the longest first
 
     def full_recipe(self) -> dict[str, Any]:
         """The hashed recipe: the static part plus the fingerprint of the training data."""
@@ -73,19 +78,57 @@ def _commit_cached(rec: WeightsRecord) -> WeightsRecord:
 
 
 def train_zoo(names: list[str] | None = None, force: bool = False, commit: bool = False,
-              progress: bool = True) -> list[WeightsRecord]:
+              progress: bool = True, workers: int | None = None) -> list[WeightsRecord]:
     """Train the named zoo models (all if None) whose weights are missing or stale, or all with ``force``.
 
     ``commit`` writes into the repository's ``models/weights`` instead of the cache under $ROBUSTGRID_HOME.
+    ``workers`` processes (default: one per core, at most one per model) train side by side, sharing the
+    cores' threads: small networks use a few cores better this way than through intra-op threads.
     """
     entries = [ZOO.build(n) for n in (names if names else ZOO.names())]
-    records = []
+    records: dict[str, WeightsRecord] = {}
+    todo: list[tuple[ZooEntry, dict[str, Any]]] = []
     for entry in entries:
         recipe = entry.full_recipe()
         rec = None if force else find_weights(entry.name, recipe)
         if rec is not None and commit and rec.source != "committed":
             rec = _commit_cached(rec)
         if rec is None:
-            rec = train_and_store(entry.name, recipe, lambda e=entry: e.train(progress), commit=commit)
-        records.append(rec)
-    return records
+            todo.append((entry, recipe))
+        else:
+            records[entry.name] = rec
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    workers = min(len(todo), workers or cores)
+    if workers <= 1:
+        records.update({e.name: _train_one(e.name, r, commit, progress) for e, r in todo})
+    else:  # spawned workers re-register the zoo by importing models; longest first for the shortest makespan
+        ctx = multiprocessing.get_context("spawn")
+        todo.sort(key=lambda item: -item[0].cost)
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                                 initargs=(max(1, cores // workers), ctx.Value("i", 0))) as pool:
+            futures = {e.name: pool.submit(_train_one, e.name, r, commit, progress) for e, r in todo}
+            records.update({name: f.result() for name, f in futures.items()})
+    return [records[e.name] for e in entries]
+
+
+def _train_one(name: str, recipe: dict[str, Any], commit: bool, progress: bool) -> WeightsRecord:
+    entry = ZOO.build(name)
+    return train_and_store(name, recipe, lambda: entry.train(progress), commit=commit)
+
+
+_BAR_POSITION = 0  # which terminal line this process's progress bar owns (one per parallel worker)
+
+
+def _init_worker(threads: int, counter: Any) -> None:
+    global _BAR_POSITION
+    torch.set_num_threads(threads)
+    with counter.get_lock():
+        _BAR_POSITION = counter.value
+        counter.value += 1
+
+
+def progress_bar(total: int, desc: str, enabled: bool = True) -> Any:
+    """A tqdm bar for zoo training; parallel workers each draw on their own line."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not enabled, unit="step", leave=False, position=_BAR_POSITION)
