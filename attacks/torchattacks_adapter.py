@@ -19,6 +19,9 @@ class _Counting(nn.Module):
     def __init__(self, model: nn.Module, result: AttackResult) -> None:
         super().__init__()
         self.model, self.result = model, result
+        # a new Module starts in training mode, and torchattacks restores the mode it finds, so mirror the
+        # wrapped model's mode: otherwise the target is left with BatchNorm in training mode
+        self.train(model.training)
 
     def forward(self, x: Tensor) -> Tensor:
         if torch.is_grad_enabled():

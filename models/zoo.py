@@ -36,7 +36,7 @@ class ZooEntry:
     build: Callable[[], nn.Module]
     train: TrainFn
     to_target: Callable[[nn.Module, WeightsRecord], Target]
-    cost: float = 1.0  # relative training time: parallel training starts the longest first
+    cost: float = 1.0  # estimated training CPU-seconds on one thread: parallel training starts the longest first
 
     def full_recipe(self) -> dict[str, Any]:
         """The hashed recipe: the static part plus the fingerprint of the training data."""

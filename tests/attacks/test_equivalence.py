@@ -43,3 +43,4 @@ def test_torchattacks_adapter_runs_their_code(zoo_resnet, fmnist_batch):
     ref = torchattacks.PGD(zoo_resnet.module, eps=0.1, alpha=0.03, steps=4)(x, y)
     assert torch.equal(res.x_adv, ref)
     assert res.grad_evals == len(x) * (4 + 2)  # the checkpoint costs its own run: counted honestly
+    assert not zoo_resnet.module.training  # the target is left in eval mode (BatchNorm statistics frozen)

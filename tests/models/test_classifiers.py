@@ -14,7 +14,7 @@ from torch import nn
 
 from models.cache import find_weights, load_or_train, train_and_store
 from models.checkpoints import file_sha256
-from models.classifiers import build_classifier_target, timm_target
+from models.classifiers import build_classifier_target, build_net, timm_target
 from models.errors import RobustgridError
 
 SMALL = {
@@ -121,3 +121,14 @@ def test_user_errors() -> None:
         build_classifier_target("timm:")
     with pytest.raises(RobustgridError, match="did you mean fmnist-resnet"):
         build_classifier_target("fmnist-resnt")
+
+
+def test_custom_mobilenet_keeps_a_14x14_first_stage() -> None:
+    arch_def = [["ds_r1_k3_s1_e1_c16_se0.25_nre"], ["ir_r1_k3_s2_e4_c24"], ["cn_r1_k1_s1_c32"]]
+    net = build_net("mobilenetv3_custom", num_classes=10, in_chans=1, arch_def=arch_def, num_features=64).eval()
+    x = torch.rand(2, 1, 28, 28)
+    with torch.no_grad():
+        assert net.blocks[0](net.bn1(net.conv_stem(x))).shape == (2, 16, 14, 14)
+        assert net(x).shape == (2, 10)
+    with pytest.raises(RobustgridError, match="bad MobileNetV3 arch_def"):
+        build_net("mobilenetv3_custom", num_classes=10, in_chans=1, arch_def=[["zz_r1_k3"]])

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
+from torch import nn
 
 from models.cache import COMMITTED, recipe_hash
 from models.classifiers import FMNIST_ZOO, accuracy
 from models.data import build_dataset
-from models.target import TARGETS
-from models.zoo import ZOO, train_zoo, zoo_target
+from models.errors import RobustgridError
+from models.target import TARGETS, Target
+from models.zoo import ZOO, ZooEntry, register_zoo, train_zoo, zoo_target
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +34,7 @@ def test_committed_model_reproduces_recorded_accuracy(name: str, test_split) -> 
 
 
 def test_zoo_families_and_size() -> None:
-    archs = {recipe.arch for _, recipe in FMNIST_ZOO.values()}
+    archs = {model.recipe.arch for model in FMNIST_ZOO.values()}
     assert len(archs) == 3 and any("resnet" in a for a in archs) and any("vit" in a for a in archs)
     assert sum((COMMITTED / f"{name}.safetensors").stat().st_size for name in FMNIST_ZOO) < 10 * 2**20
     assert set(FMNIST_ZOO) <= set(TARGETS.names())
@@ -40,3 +43,34 @@ def test_zoo_families_and_size() -> None:
 def test_train_zoo_skips_fresh_committed_weights() -> None:
     (rec,) = train_zoo(["fmnist-resnet"], progress=False)
     assert rec.source == "committed" and rec.metrics["test_accuracy"] >= 0.88
+
+
+def test_zoo_mechanics_with_a_toy_entry(tmp_path, monkeypatch) -> None:
+    """Missing weights are trained into the cache, fresh ones reused, ``commit`` promotes without retraining."""
+    monkeypatch.setattr(ZOO, "_entries", dict(ZOO._entries))
+    monkeypatch.setattr(TARGETS, "_entries", dict(TARGETS._entries))
+    monkeypatch.setattr("models.cache.COMMITTED", tmp_path / "committed")
+    monkeypatch.setattr("models.zoo.COMMITTED", tmp_path / "committed")
+    monkeypatch.setenv("ROBUSTGRID_HOME", str(tmp_path / "home"))
+    calls = []
+
+    def train(progress: bool) -> tuple[nn.Module, dict[str, float]]:
+        calls.append(progress)
+        torch.manual_seed(0)
+        return nn.Linear(4, 2), {"score": 0.5}
+
+    def to_target(module: nn.Module, rec) -> Target:
+        return Target("toy", "classification", module, (1, 2, 2), provenance={"source": rec.source})
+
+    register_zoo(ZooEntry("toy", "classification", "a toy", {"lr": 1.0}, lambda: "data-v1",
+                          lambda: nn.Linear(4, 2), train, to_target))
+    with pytest.raises(RobustgridError, match="run 'robustgrid zoo train toy'"):
+        zoo_target("toy", allow_train=False)
+    (rec,) = train_zoo(["toy"], progress=False, workers=1)
+    assert rec.source == "trained" and rec.path.parent == tmp_path / "home" / "weights" and calls == [False]
+    assert TARGETS.build("toy", allow_train=False).provenance["source"] == "cache"
+    (rec,) = train_zoo(["toy"], commit=True, workers=1)
+    assert rec.source == "committed" and rec.path == tmp_path / "committed" / "toy.safetensors" and len(calls) == 1
+    assert zoo_target("toy", allow_train=False).provenance["source"] == "committed"
+    train_zoo(["toy"], force=True, progress=False, workers=1)
+    assert len(calls) == 2
