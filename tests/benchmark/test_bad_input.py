@@ -88,3 +88,25 @@ def test_cli_unknown_list_kind_and_report_without_store(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "benchmark.cli", "report", str(tmp_path)], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "no results store" in proc.stderr
+
+
+def test_adaptive_threat_refused_for_non_differentiable_purifier(small_config, tmp_path):
+    import torch
+
+    from defenses import DEFENSES, Purifier, register_defense
+
+    if "test-quantize" not in DEFENSES:
+        @register_defense("test-quantize")
+        class Quantize(Purifier):
+            """4-bit quantisation: no useful gradient (test only)."""
+
+            differentiable = False
+
+            def purify(self, x: torch.Tensor) -> torch.Tensor:
+                return torch.round(x * 15) / 15
+
+    small_config["suite"][0]["defenses"] = ["none", "test-quantize"]
+    small_config["suite"][0]["threats"] = ["whitebox", "adaptive"]
+    with pytest.raises(RobustgridError, match="'adaptive' needs a differentiable purifier; 'test-quantize' is not"):
+        run_grid(parse_config(small_config), tmp_path / "o", progress=False)
+    assert not (tmp_path / "o").exists()
