@@ -137,14 +137,18 @@ class GradientAttack:
             if len(idx) == 0:
                 self.record(result, step, xa, checkpoints, on_checkpoint)
                 continue
-            grad, fooled = self.gradient(models, xa[idx], y[idx], x0[idx], gen, result, use_stop, step)
+            # while no sample has been dropped, slices (views) replace index-gathers on this hot path
+            rows = slice(None) if len(idx) == len(xa) else idx
+            grad, fooled = self.gradient(models, xa[rows], y[rows], x0[rows], gen, result, use_stop, step)
             if use_stop:
                 done[idx[fooled]] = True  # freeze these at the iterate that fooled the model
                 keep = ~fooled
-                idx, grad = idx[keep], grad[keep]
+                if not bool(keep.all()):
+                    idx, grad = idx[keep], grad[keep]
+                    rows = idx
             if len(idx):
                 step_dir = self.direction(grad, state, idx)
-                xa[idx] = self.project(xa[idx] + alpha * step_dir, x0[idx], eps)
+                xa[rows] = self.project(xa[rows] + alpha * step_dir, x0[rows], eps)
             self.record(result, step, xa, checkpoints, on_checkpoint)
         result.x_adv = xa
         return result
