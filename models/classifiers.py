@@ -203,15 +203,15 @@ class ZooClassifier(NamedTuple):
 FMNIST_ZOO: dict[str, ZooClassifier] = {
     "fmnist-resnet": ZooClassifier(
         "ResNet-10t (timm, widths 16-128) trained on Fashion-MNIST",
-        ClassifierRecipe("resnet10t", {"channels": [16, 32, 64, 128], "stem_width": 16}, epochs=3, lr=4e-3), 110),
+        ClassifierRecipe("resnet10t", {"channels": [16, 32, 64, 128], "stem_width": 16}, epochs=2, lr=4e-3), 75),
     "fmnist-mobilenet": ZooClassifier(
         "MobileNetV3 (timm's class, small-layout blocks with strides for 28x28) on Fashion-MNIST",
         ClassifierRecipe("mobilenetv3_custom", {"arch_def": MNV3_28, "num_features": 256}, epochs=2, lr=8e-3), 190),
     "fmnist-vit": ZooClassifier(
-        "ViT (timm, 7x7 patches, 4 blocks of width 96) trained on Fashion-MNIST",
-        ClassifierRecipe("vit_tiny_patch16_224", {"img_size": 28, "patch_size": 7, "embed_dim": 96, "depth": 4,
+        "ViT (timm, 7x7 patches, 4 blocks of width 64) trained on Fashion-MNIST",
+        ClassifierRecipe("vit_tiny_patch16_224", {"img_size": 28, "patch_size": 7, "embed_dim": 64, "depth": 4,
                                                   "num_heads": 4, "mlp_ratio": 2.0, "class_token": False,
-                                                  "global_pool": "avg"}, epochs=6, lr=2e-3, batch_size=64), 290),
+                                                  "global_pool": "avg"}, epochs=8, lr=3e-3, batch_size=64), 230),
 }
 
 
