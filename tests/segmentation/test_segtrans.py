@@ -10,11 +10,11 @@ from attacks.segtrans import block_permutation, remap, unremap
 from models.errors import RobustgridError
 
 
-@pytest.mark.parametrize("flip", [False, True])
+@pytest.mark.parametrize("flip, rotate", [(False, False), (True, False), (False, True)])
 @pytest.mark.parametrize("h, w, grid", [(16, 16, 4), (30, 21, 4), (12, 18, 3)])
-def test_remap_then_unremap_is_the_identity(h, w, grid, flip):
+def test_remap_then_unremap_is_the_identity(h, w, grid, flip, rotate):
     gen = torch.Generator().manual_seed(3)
-    perm = block_permutation(h, w, grid, gen, flip)
+    perm = block_permutation(h, w, grid, gen, flip, rotate=rotate)
     assert sorted(perm.tolist()) == list(range(h * w))  # a permutation of pixels
     x = torch.rand(2, 3, h, w)
     y = torch.randint(0, 11, (2, h, w))
@@ -35,15 +35,33 @@ def test_blocks_move_whole_and_leftover_borders_stay():
     assert not torch.equal(perm[:10, :8], ids[:10, :8])
 
 
-def test_view_gradient_equals_the_unremapped_gradient_of_the_composed_function(tiny_segmenter, seg_batch):
+def test_rotated_blocks_arrive_as_quarter_turns_of_the_originals():
+    perm = block_permutation(8, 8, 2, torch.Generator().manual_seed(1), rotate=True).view(8, 8)
+    ids = torch.arange(64).view(8, 8)
+    originals = [ids[r:r + 4, c:c + 4] for r in (0, 4) for c in (0, 4)]
+    turned = set()
+    for r in (0, 4):
+        for c in (0, 4):
+            block = perm[r:r + 4, c:c + 4]
+            k = [k for k in range(4) for o in originals if torch.equal(block, torch.rot90(o, k, (0, 1)))]
+            assert len(k) == 1  # each output block is exactly one original block turned by k quarter turns
+            turned.add(k[0])
+    assert turned != {0}
+    flat = block_permutation(6, 8, 2, torch.Generator().manual_seed(1), rotate=True).view(6, 8)  # 3x4 blocks
+    assert sorted(flat.flatten().tolist()) == list(range(48))
+
+
+@pytest.mark.parametrize("kind", ["shuffle+flip", "shuffle+rotate"])
+def test_view_gradient_equals_the_unremapped_gradient_of_the_composed_function(tiny_segmenter, seg_batch, kind):
     x, y = seg_batch
-    attack = build_attack("segtrans", eps=0.03, steps=1, grid=4, remap_kind="shuffle+flip", task="segmentation")
+    attack = build_attack("segtrans", eps=0.03, steps=1, grid=4, remap_kind=kind, task="segmentation")
     xv = x.clone().requires_grad_(True)
     xs, ys = attack.view(xv, y, torch.Generator().manual_seed(5))
     loss = attack.task.objective(tiny_segmenter(xs), ys).sum()
     through_view = torch.autograd.grad(loss, xv)[0]
     # independently: the same remap drawn again, the gradient taken at the remapped image, mapped back
-    perm = block_permutation(16, 16, 4, torch.Generator().manual_seed(5), flip=True)
+    perm = block_permutation(16, 16, 4, torch.Generator().manual_seed(5), flip=kind == "shuffle+flip",
+                             rotate=kind == "shuffle+rotate")
     xt = remap(x, perm).requires_grad_(True)
     g_tilde = torch.autograd.grad(attack.task.objective(tiny_segmenter(xt), remap(y, perm)).sum(), xt)[0]
     assert through_view.abs().sum() > 0
