@@ -38,6 +38,24 @@ def _list(kind: str) -> list[tuple[str, str]]:
     return TASKS.describe()
 
 
+def _stats(args: argparse.Namespace) -> str:
+    from benchmark.stats import transfer_markdown, transfer_table
+    from benchmark.store import Store
+
+    path = Path(args.out) / "cells.sqlite"
+    if not path.is_file():
+        raise RobustgridError(f"no store at {path}; run a grid with --out {args.out} first")
+    store = Store(path)
+    try:
+        metrics = args.metric or sorted({c.metric for c in store.cells() if c.suite in args.suite})[:1]
+        rows = transfer_table(store, args.suite, metrics, args.eps, threat=args.threat, steps=args.steps,
+                              defense=args.defense, baseline=args.baseline, resamples=args.resamples,
+                              seed=args.seed, level=args.level, extras=args.extra)
+    finally:
+        store.close()
+    return transfer_markdown(rows, metrics, args.baseline, args.extra)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="robustgrid", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -56,6 +74,19 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--quiet", action="store_true")
     rep = sub.add_parser("report", help="rebuild tables and plots from OUT/cells.sqlite alone")
     rep.add_argument("out")
+    st = sub.add_parser("stats", help="per-attack transfer table with paired bootstrap 95%% intervals")
+    st.add_argument("out", help="folder holding cells.sqlite")
+    st.add_argument("--suite", required=True, action="append", help="suite(s) to pool (same samples)")
+    st.add_argument("--eps", type=float, required=True, help="the budget to compare attacks at")
+    st.add_argument("--metric", action="append", help="metric(s) with intervals (default: the task's primary)")
+    st.add_argument("--extra", action="append", default=[], help="stored per-cell metric(s) to show as means")
+    st.add_argument("--threat", default="transfer")
+    st.add_argument("--defense", default="none")
+    st.add_argument("--steps", type=int, default=None, help="checkpoint (default: each attack's last)")
+    st.add_argument("--baseline", default=None, help="attack to take paired differences against")
+    st.add_argument("--resamples", type=int, default=1000)
+    st.add_argument("--seed", type=int, default=0)
+    st.add_argument("--level", type=float, default=0.95)
     args = parser.parse_args(argv)
     threads = os.environ.get("ROBUSTGRID_THREADS")
     if threads:  # on a shared CPU one thread per process can be many times faster than two
@@ -87,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
 
             paths = write_report(args.out)
             print(f"wrote {len(paths)} files to {args.out}")
+        elif args.cmd == "stats":
+            print(_stats(args), end="")
     except RobustgridError as exc:
         print(f"robustgrid: error: {exc}", file=sys.stderr)
         return 2

@@ -94,6 +94,7 @@ def prepare(suite: Suite, seed: int, raw_config: str) -> Prepared:
                      for name, p in defenses.items()})
     provenance = describe(seed, raw_config, {
         "dataset": identity["dataset"],
+        "clean": {f"{t}|{d}": clean_key(identity, t, d) for t in targets for d in defenses},
         "targets": {n: {**t.provenance, "weights_hash": identity[n]} for n, t in targets.items()},
         "defenses": {n: p.describe() for n, p in defenses.items()},
     })
@@ -101,6 +102,11 @@ def prepare(suite: Suite, seed: int, raw_config: str) -> Prepared:
                         provenance_json=json.dumps(provenance, sort_keys=True, default=str))
     prepared.units = plan_suite(suite, seed, identity)
     return prepared
+
+
+def clean_key(identity: dict[str, str], target: str, defense: str) -> str:
+    """What the clean predictions of (target, defense) depend on: the data, the weights, the purifier."""
+    return identity["dataset"] + identity[target] + identity.get(f"defense:{defense}", "")
 
 
 def _eval_module(p: Prepared, target: str, defense: str) -> nn.Module:
@@ -138,17 +144,16 @@ def evaluate(p: Prepared, module: nn.Module, x: Tensor, y: Tensor, seed: int) ->
 def clean_outcomes(p: Prepared, store: Store, progress: bool) -> dict[tuple[str, str], np.ndarray]:
     """Clean predictions of every (target, defense), computed once and reused by every cell."""
     out: dict[tuple[str, str], np.ndarray] = {}
-    fp = p.identity["dataset"]
     pairs = [(t, d) for t in p.targets for d in p.defenses]
     for t, d in tqdm(pairs, desc=f"{p.suite.name}: clean", disable=not progress, leave=False):
-        stored = store.clean_outcome(p.suite.name, t, d, fp + p.identity[t] + p.identity.get(f"defense:{d}", ""))
+        stored = store.clean_outcome(p.suite.name, t, d, clean_key(p.identity, t, d))
         if stored is not None:
             out[t, d] = stored
             continue
         module = _eval_module(p, t, d)
         parts = [evaluate(p, module, x, y, i) for i, (x, y) in enumerate(p.data.batches(p.suite.batch_size))]
         out[t, d] = np.concatenate(parts)
-        store.put_clean(p.suite.name, t, d, fp + p.identity[t] + p.identity.get(f"defense:{d}", ""), out[t, d])
+        store.put_clean(p.suite.name, t, d, clean_key(p.identity, t, d), out[t, d])
     return out
 
 

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from models.errors import RobustgridError
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS cells (
     key TEXT PRIMARY KEY,
@@ -213,6 +215,22 @@ class Store:
         row = self.db.execute("SELECT outcome FROM clean WHERE suite=? AND target=? AND defense=? AND fingerprint=?",
                               (suite, target, defense, fingerprint)).fetchone()
         return unpack(row[0]) if row else None
+
+    def clean_for(self, cell: CellRow) -> np.ndarray:
+        """The clean outcomes the cell's transfer metrics were computed against (same data, weights, purifier)."""
+        info = json.loads(self.db.execute("SELECT provenance FROM cells WHERE key=?", (cell.key,)).fetchone()[0])
+        key = info.get("clean", {}).get(f"{cell.target}|{cell.defense}")
+        if key is not None:
+            found = self.clean_outcome(cell.suite, cell.target, cell.defense, key)
+            if found is not None:
+                return found
+        rows = self.db.execute("SELECT outcome FROM clean WHERE suite=? AND target=? AND defense=? AND "
+                               "substr(fingerprint, 1, length(?)) = ?",
+                               (cell.suite, cell.target, cell.defense, cell.dataset, cell.dataset)).fetchall()
+        if len(rows) != 1:  # a store from before clean keys were recorded, with several weights versions
+            raise RobustgridError(f"cannot tell which clean predictions of {cell.target!r} ({cell.defense}) belong "
+                                  f"to cell {cell.key[:12]}; rerun the grid to record them")
+        return unpack(rows[0][0])
 
     def provenance(self) -> dict[str, dict[str, Any]]:
         return {s: json.loads(i) for s, i in self.db.execute("SELECT suite, info FROM provenance")}

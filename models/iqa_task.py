@@ -7,6 +7,9 @@ range: objective, reference direction, RMSE/MAE and R all read ``QUALITY_RANGE``
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Sequence
+
 import numpy as np
 import torch
 from scipy import stats
@@ -73,6 +76,26 @@ def robustness_r(clean: np.ndarray, adv: np.ndarray, score_range: tuple[float, f
     return float(np.mean(np.log10(np.maximum(p - lo, hi - p) / (np.abs(q - p) + floor)))) if p.size else float("nan")
 
 
+def _shift(p: np.ndarray, q: np.ndarray, power: int) -> float:
+    return float(np.mean(np.abs(q - p) ** power)) if p.size else float("nan")
+
+
+# name -> (needs the clean predictions, fn(adversarial q, labels y, clean p)); the order is the stored order
+_METRICS: dict[str, tuple[bool, Callable[[np.ndarray, np.ndarray, np.ndarray | None], float]]] = {
+    "srocc": (False, lambda q, y, p: srocc(q, y)),
+    "plcc": (False, lambda q, y, p: plcc(q, y)),
+    "krocc": (False, lambda q, y, p: krocc(q, y)),
+    "clean_srocc": (True, lambda q, y, p: srocc(p, y)),
+    "clean_plcc": (True, lambda q, y, p: plcc(p, y)),
+    "srocc_clean_adv": (True, lambda q, y, p: srocc(p, q)),
+    "plcc_clean_adv": (True, lambda q, y, p: plcc(p, q)),
+    "krocc_clean_adv": (True, lambda q, y, p: krocc(p, q)),
+    "rmse_shift": (True, lambda q, y, p: math.sqrt(_shift(p, q, 2))),
+    "mae_shift": (True, lambda q, y, p: _shift(p, q, 1)),
+    "robustness_r": (True, lambda q, y, p: robustness_r(p, q)),
+}
+
+
 @TASKS.register("iqa")
 class IQA(Task):
     """NR-IQA regression: push each score toward the far end of the range; metrics are dataset-level correlations."""
@@ -99,17 +122,24 @@ class IQA(Task):
 
     def metrics(self, outcome: np.ndarray, y: np.ndarray, clean: np.ndarray | None = None) -> dict[str, float]:
         """Correlations of adversarial (and clean) predictions with the labels; clean-vs-attacked shift measures."""
-        out = {"srocc": srocc(outcome, y), "plcc": plcc(outcome, y), "krocc": krocc(outcome, y)}
-        if clean is not None:
-            p, q = _pair(clean, outcome)
-            out.update({
-                "clean_srocc": srocc(p, y), "clean_plcc": plcc(p, y),
-                "srocc_clean_adv": srocc(p, q), "plcc_clean_adv": plcc(p, q), "krocc_clean_adv": krocc(p, q),
-                "rmse_shift": float(np.sqrt(np.mean((q - p) ** 2))) if p.size else float("nan"),
-                "mae_shift": float(np.mean(np.abs(q - p))) if p.size else float("nan"),
-                "robustness_r": robustness_r(p, q),
-            })
-        return out
+        return self.resampler(outcome, y, clean)(np.arange(len(np.asarray(y))))
+
+    def resampler(self, outcome: np.ndarray, y: np.ndarray, clean: np.ndarray | None = None,
+                  names: Sequence[str] | None = None) -> Callable[[np.ndarray], dict[str, float]]:
+        """``f(indices)`` computing only the ``names`` metrics (all if None): Kendall's tau is slow to bootstrap."""
+        q, y = _pair(outcome, y)
+        p = None if clean is None else _pair(clean, q)[0]
+        table = {name: fn for name, (needs_clean, fn) in _METRICS.items() if p is not None or not needs_clean}
+        unknown = [n for n in names or () if n not in table]
+        if unknown:
+            raise RobustgridError(f"unknown iqa metric(s) {', '.join(unknown)}; known: {', '.join(table)}")
+        chosen = {n: table[n] for n in (names or table)}
+
+        def metrics(idx: np.ndarray) -> dict[str, float]:
+            pi = None if p is None else p[idx]
+            return {n: fn(q[idx], y[idx], pi) for n, fn in chosen.items()}
+
+        return metrics
 
     def pair_metrics(self, x: Tensor, x_adv: Tensor) -> dict[str, np.ndarray]:
         """Norms of the perturbation plus SSIM of the 8-bit attacked image against the clean one."""

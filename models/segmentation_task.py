@@ -6,6 +6,8 @@ per-batch or per-image mIoUs); pixels labelled ``IGNORE`` count nowhere.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -93,6 +95,35 @@ class Segmentation(Task):
             clean_miou = miou(confusion_matrix(clean, y, c, self.ignore_index))
             out["miou_drop"] = 1.0 - out["miou"] / clean_miou if clean_miou > 0 else float("nan")
         return out
+
+    def resampler(self, outcome: np.ndarray, y: np.ndarray, clean: np.ndarray | None = None,
+                  names: Sequence[str] | None = None) -> Callable[[np.ndarray], dict[str, float]]:
+        """Bootstrap via per-scene confusion matrices: a resample sums them, so no pixel is re-counted."""
+        y = np.asarray(y)
+        c = max(self.num_classes or 0, _num_classes(outcome, y, clean))
+        adv = np.stack([confusion_matrix(o, t, c, self.ignore_index) for o, t in zip(outcome, y, strict=True)])
+        if clean is not None:
+            base = np.stack([confusion_matrix(o, t, c, self.ignore_index) for o, t in zip(clean, y, strict=True)])
+            right = (y != self.ignore_index) & (clean == y)
+            n_right = right.reshape(len(y), -1).sum(1)
+            n_flipped = (right & (outcome != y)).reshape(len(y), -1).sum(1)
+
+        known = ["miou", "pixel_accuracy"] + (["pixel_asr", "miou_drop"] if clean is not None else [])
+        unknown = [n for n in names or () if n not in known]
+        if unknown:
+            raise RobustgridError(f"unknown segmentation metric(s) {', '.join(unknown)}; known: {', '.join(known)}")
+
+        def metrics(idx: np.ndarray) -> dict[str, float]:
+            cm = adv[idx].sum(0)
+            out = {"miou": miou(cm), "pixel_accuracy": pixel_accuracy(cm)}
+            if clean is not None:
+                total = n_right[idx].sum()
+                out["pixel_asr"] = float(n_flipped[idx].sum() / total) if total else float("nan")
+                clean_miou = miou(base[idx].sum(0))
+                out["miou_drop"] = 1.0 - out["miou"] / clean_miou if clean_miou > 0 else float("nan")
+            return out
+
+        return metrics
 
     def check_batch(self, x: Tensor, y: Tensor | None = None) -> None:
         check_images(x)

@@ -6,6 +6,7 @@ The attack loop and the grid only talk to a Task, so a new task plugs in without
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 import numpy as np
@@ -42,6 +43,22 @@ class Task(ABC):
     @abstractmethod
     def metrics(self, outcome: np.ndarray, y: np.ndarray, clean: np.ndarray | None = None) -> dict[str, float]:
         """Dataset-level metrics from all per-sample outcomes (never a mean of batch means)."""
+
+    def resampler(self, outcome: np.ndarray, y: np.ndarray, clean: np.ndarray | None = None,
+                  names: Sequence[str] | None = None) -> Callable[[np.ndarray], dict[str, float]]:
+        """``f(indices) -> metrics`` of the samples at ``indices`` (with repeats), for bootstrap intervals.
+
+        The default re-runs ``metrics`` on the indexed samples; a task may precompute per-sample sums, or
+        compute only ``names``, instead. Unknown ``names`` are an error listing the task's metrics.
+        """
+        def metrics(idx: np.ndarray) -> dict[str, float]:
+            got = self.metrics(outcome[idx], y[idx], None if clean is None else clean[idx])
+            unknown = [n for n in names or () if n not in got]
+            if unknown:
+                raise RobustgridError(f"unknown {self.name} metric(s) {', '.join(unknown)}; known: {', '.join(got)}")
+            return got if names is None else {n: got[n] for n in names}
+
+        return metrics
 
     def robust(self, outcome: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Per-sample bool 'still robust', for success-type tasks (budget envelope)."""

@@ -1,0 +1,185 @@
+"""Bootstrap confidence intervals over evaluated samples, and the transfer table built on them.
+
+Every cell stores its per-sample outcomes, so an interval needs no re-attack: resample the *samples*
+(images or scenes) with replacement, recompute the dataset-level metric with the task's own code
+(``Task.resampler``) and take percentiles. Several cells evaluated on the same samples share each draw,
+which makes means over (source, target) pairs and differences between attacks paired comparisons.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from benchmark.store import CellRow, Store
+from models.errors import RobustgridError
+from models.tasks import build_task
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate on all samples and its percentile bootstrap interval."""
+
+    estimate: float
+    low: float
+    high: float
+    level: float
+    resamples: int
+
+    def excludes(self, value: float) -> bool:
+        """True if ``value`` lies outside the interval (e.g. 0 for a difference)."""
+        return not (self.low <= value <= self.high)
+
+    def __str__(self) -> str:
+        return f"{self.estimate:.3f} [{self.low:.3f}, {self.high:.3f}]"
+
+
+def resample_indices(n: int, resamples: int, seed: int) -> np.ndarray:
+    """``resamples`` x ``n`` indices drawn with replacement, reproducible from ``seed``."""
+    if n < 1:
+        raise RobustgridError("bootstrap needs at least one sample")
+    if resamples < 1:
+        raise RobustgridError(f"resamples must be >= 1, got {resamples}")
+    return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+
+
+def percentile_interval(estimate: float, draws: np.ndarray, level: float) -> Interval:
+    """The percentile interval of bootstrap ``draws`` around ``estimate`` (NaN draws are dropped)."""
+    if not 0 < level < 1:
+        raise RobustgridError(f"confidence level must lie in (0, 1), got {level}")
+    draws = draws[np.isfinite(draws)]
+    if not draws.size:
+        return Interval(estimate, math.nan, math.nan, level, 0)
+    lo, hi = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2])
+    return Interval(float(estimate), float(lo), float(hi), level, int(draws.size))
+
+
+def bootstrap(statistic: Callable[[np.ndarray], float], n: int, resamples: int = 1000, seed: int = 0,
+              level: float = 0.95) -> Interval:
+    """Percentile bootstrap of ``statistic(indices)`` over ``n`` samples; the estimate uses all of them."""
+    idx = resample_indices(n, resamples, seed)
+    draws = np.array([statistic(i) for i in idx], dtype=np.float64)
+    return percentile_interval(statistic(np.arange(n)), draws, level)
+
+
+@dataclass(frozen=True)
+class TransferRow:
+    """One attack's mean over (source, target) pairs, with intervals, at one budget and step count."""
+
+    attack: str
+    pairs: int
+    n: int
+    intervals: dict[str, Interval]           # metric -> mean over pairs
+    differences: dict[str, Interval | None]  # metric -> (this attack - baseline), paired; None for the baseline
+    grad_evals_per_sample: float
+    extras: dict[str, float]                 # plain means of stored per-cell metrics (e.g. mean_ssim)
+
+
+def _select(cells: list[CellRow], suites: Sequence[str], threat: str, eps: float, steps: int | None,
+            defense: str) -> list[CellRow]:
+    chosen = [c for c in cells if c.suite in suites and c.threat == threat and c.defense == defense
+              and math.isclose(c.eps, eps, rel_tol=1e-6, abs_tol=1e-9)]
+    if threat == "transfer":
+        chosen = [c for c in chosen if c.target not in c.sources]
+    if steps is None:  # the full attack of each unit: its largest checkpoint
+        top: dict[str, int] = {}
+        for c in chosen:
+            top[c.unit] = max(top.get(c.unit, 0), c.steps)
+        chosen = [c for c in chosen if c.steps == top[c.unit]]
+    else:
+        chosen = [c for c in chosen if c.steps == steps]
+    return chosen
+
+
+def transfer_table(store: Store, suites: str | Sequence[str], metrics: Sequence[str], eps: float, *,
+                   threat: str = "transfer", steps: int | None = None, defense: str = "none",
+                   baseline: str | None = None, resamples: int = 1000, seed: int = 0, level: float = 0.95,
+                   extras: Sequence[str] = ()) -> list[TransferRow]:
+    """Per attack: each metric averaged over its (source, target) cells, with paired bootstrap intervals.
+
+    Cells evaluated on the same samples share each draw of sample indices, so the mean over pairs and the
+    difference to ``baseline`` are paired statistics. Several ``suites`` may be pooled (e.g. single-source
+    and ensemble transfer) if they evaluate the same samples; an attack label used by two of them is
+    shown as ``suite:label``.
+    """
+    suites = [suites] if isinstance(suites, str) else list(suites)
+    cells = store.cells()
+    known = sorted({c.suite for c in cells})
+    missing = [s for s in suites if s not in known]
+    if missing:
+        raise RobustgridError(f"no cells of suite {missing[0]!r} in the store; suites: {', '.join(known) or 'none'}")
+    chosen = _select(cells, suites, threat, eps, steps, defense)
+    if not chosen:
+        budgets = sorted({c.eps for c in cells if c.suite in suites and c.threat == threat})
+        raise RobustgridError(f"suite {', '.join(suites)!r} has no {threat} cells at eps={eps} (defense {defense!r}); "
+                              f"stored budgets: {', '.join(f'{b:g}' for b in budgets) or 'none'}")
+    datasets = sorted({c.dataset for c in chosen})
+    if len(datasets) > 1:
+        raise RobustgridError(f"suites {', '.join(suites)} evaluate different samples ({' vs '.join(datasets)}); "
+                              "paired intervals need the same dataset, split, size and seed")
+    task = build_task(chosen[0].task)
+    labels = store.labels(chosen[0].suite, chosen[0].dataset)
+    n = len(labels)
+    idx = np.concatenate([np.arange(n)[None], resample_indices(n, resamples, seed)])  # row 0: all samples
+    suites_of: dict[str, set[str]] = {}
+    for c in chosen:
+        suites_of.setdefault(c.attack, set()).add(c.suite)
+    by_attack: dict[str, list[CellRow]] = {}
+    for c in chosen:
+        by_attack.setdefault(c.attack if len(suites_of[c.attack]) == 1 else f"{c.suite}:{c.attack}", []).append(c)
+    if baseline is not None and baseline not in by_attack:
+        raise RobustgridError(f"baseline attack {baseline!r} has no matching cells; attacks: {', '.join(by_attack)}")
+    draws: dict[str, dict[str, np.ndarray]] = {}
+    for attack, group in by_attack.items():
+        per_metric = {m: np.zeros(len(idx)) for m in metrics}
+        for c in group:
+            clean = store.clean_for(c)
+            values = task.resampler(c.outcome(store), labels, clean, names=metrics)
+            for r, rows in enumerate(idx):
+                got = values(rows)
+                for m in metrics:
+                    per_metric[m][r] += got[m]
+        draws[attack] = {m: v / len(group) for m, v in per_metric.items()}
+    rows = []
+    for attack, group in by_attack.items():
+        d = draws[attack]
+        intervals = {m: percentile_interval(d[m][0], d[m][1:], level) for m in metrics}
+        diffs: dict[str, Interval | None] = {}
+        for m in metrics:
+            if baseline is None or attack == baseline:
+                diffs[m] = None
+            else:
+                delta = d[m] - draws[baseline][m]
+                diffs[m] = percentile_interval(delta[0], delta[1:], level)
+        rows.append(TransferRow(
+            attack=attack, pairs=len(group), n=n, intervals=intervals, differences=diffs,
+            grad_evals_per_sample=float(np.mean([c.grad_evals / c.n for c in group])),
+            extras={e: float(np.mean([c.metrics.get(e, math.nan) for c in group])) for e in extras}))
+    return rows
+
+
+def transfer_markdown(rows: list[TransferRow], metrics: Sequence[str], baseline: str | None = None,
+                      extras: Sequence[str] = ()) -> str:
+    """The table as Markdown: estimate [95% interval] per metric, and the paired difference to the baseline."""
+    level = next((iv.level for r in rows for iv in r.intervals.values()), 0.95)
+    pct = f"{100 * level:g}%"
+    head = ["attack", "pairs", "n"] + [f"{m} [{pct} CI]" for m in metrics]
+    if baseline:
+        head += [f"{m} - {baseline} [{pct} CI]" for m in metrics]
+    head += ["grad evals / sample", *extras]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r.attack, str(r.pairs), str(r.n)] + [str(r.intervals[m]) for m in metrics]
+        if baseline:
+            cells += ["-" if r.differences[m] is None else _signed(r.differences[m]) for m in metrics]
+        cells += [f"{r.grad_evals_per_sample:.0f}", *(f"{r.extras[e]:.3f}" for e in extras)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _signed(iv: Interval) -> str:
+    mark = " *" if iv.excludes(0.0) else ""
+    return f"{iv.estimate:+.3f} [{iv.low:+.3f}, {iv.high:+.3f}]{mark}"

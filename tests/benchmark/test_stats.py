@@ -1,0 +1,148 @@
+"""Bootstrap intervals: calibration on a known statistic, task resamplers equal to the task's own metrics,
+and the transfer table read back from a real (tiny) grid store."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from benchmark import parse_config, run_grid
+from benchmark.cli import main
+from benchmark.stats import bootstrap, transfer_markdown, transfer_table
+from benchmark.store import Store
+from models.errors import RobustgridError
+from models.iqa_task import IQA
+from models.segmentation_task import IGNORE, Segmentation
+
+
+def test_bootstrap_of_a_mean_matches_the_normal_theory_width():
+    x = np.random.default_rng(1).normal(size=400)
+    iv = bootstrap(lambda i: float(x[i].mean()), len(x), resamples=4000, seed=0)
+    assert iv.estimate == pytest.approx(x.mean())
+    assert iv.low < iv.estimate < iv.high
+    theory = 2 * 1.959964 * x.std() / math.sqrt(len(x))
+    assert (iv.high - iv.low) == pytest.approx(theory, rel=0.1)
+    assert bootstrap(lambda i: float(x[i].mean()), len(x), seed=3) == bootstrap(lambda i: float(x[i].mean()),
+                                                                                  len(x), seed=3)
+
+
+def test_bootstrap_rejects_bad_arguments():
+    with pytest.raises(RobustgridError, match="resamples must be >= 1"):
+        bootstrap(lambda i: 0.0, 10, resamples=0)
+    with pytest.raises(RobustgridError, match="confidence level"):
+        bootstrap(lambda i: 0.0, 10, level=1.5)
+
+
+def _scenes(n=12, classes=5, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, classes, size=(n, 8, 8))
+    y[rng.random(y.shape) < 0.1] = IGNORE
+    clean = np.where(rng.random(y.shape) < 0.7, y, rng.integers(0, classes, size=y.shape)) % 256
+    clean[y == IGNORE] = 0
+    adv = np.where(rng.random(y.shape) < 0.4, y, rng.integers(0, classes, size=y.shape))
+    return adv.astype(np.uint8), y.astype(np.int64), clean.astype(np.uint8)
+
+
+def test_segmentation_resampler_equals_metrics_on_the_resampled_scenes():
+    adv, y, clean = _scenes()
+    task = Segmentation(num_classes=5)
+    f = task.resampler(adv, y, clean)
+    assert f(np.arange(len(y))) == task.metrics(adv, y, clean)
+    idx = np.random.default_rng(2).integers(0, len(y), size=len(y))  # with repeats
+    got, want = f(idx), task.metrics(adv[idx], y[idx], clean[idx])
+    assert got.keys() == want.keys()
+    for k in want:
+        assert got[k] == pytest.approx(want[k], abs=1e-12), k
+    with pytest.raises(RobustgridError, match="unknown segmentation metric.*known: miou"):
+        task.resampler(adv, y, clean, names=["mIoU"])
+
+
+def test_iqa_resampler_equals_metrics_and_computes_only_what_is_asked():
+    rng = np.random.default_rng(0)
+    y = rng.uniform(0, 100, 40)
+    clean = y + rng.normal(0, 10, 40)
+    adv = clean + rng.normal(-5, 8, 40)
+    task = IQA()
+    idx = rng.integers(0, 40, 40)
+    want = task.metrics(adv[idx], y[idx], clean[idx])
+    got = task.resampler(adv, y, clean)(idx)
+    assert got.keys() == want.keys() and all(got[k] == pytest.approx(want[k]) for k in want)
+    assert task.resampler(adv, y, clean, names=["srocc", "robustness_r"])(idx).keys() == {"srocc", "robustness_r"}
+    with pytest.raises(RobustgridError, match="unknown iqa metric.*robustness_r"):
+        task.resampler(adv, y, None, names=["robustness_r"])  # R needs the clean predictions
+
+
+TRANSFER = {
+    "seed": 0,
+    "suite": [{
+        "name": "tiny", "task": "classification",
+        "dataset": {"name": "fashion-mnist", "split": "test", "size": 40},
+        "targets": ["fmnist-resnet", "fmnist-mobilenet"], "threats": ["transfer"],
+        "budget": {"norm": "linf", "eps": [0.1]}, "batch_size": 40,
+        "attacks": [{"name": "pgd", "steps": 3, "rel_step_size": 0.5}, {"name": "fgsm", "steps": 1}],
+    }],
+}
+
+
+@pytest.fixture(scope="module")
+def transfer_store(tmp_path_factory):
+    out = tmp_path_factory.mktemp("stats")
+    run_grid(parse_config(TRANSFER), out, progress=False, report=False)
+    return out
+
+
+def test_transfer_table_point_estimates_are_the_stored_cell_metrics(transfer_store):
+    store = Store(transfer_store / "cells.sqlite")
+    try:
+        cells = store.cells()
+        rows = transfer_table(store, "tiny", ["accuracy", "attack_success_rate"], 0.1, baseline="pgd",
+                              resamples=300, seed=0)
+        again = transfer_table(store, "tiny", ["accuracy", "attack_success_rate"], 0.1, baseline="pgd",
+                               resamples=300, seed=0)
+    finally:
+        store.close()
+    assert rows == again  # same seed, same intervals
+    by = {r.attack: r for r in rows}
+    assert set(by) == {"pgd", "fgsm"}
+    for attack, row in by.items():
+        final = [c for c in cells if c.attack == attack and c.steps == max(x.steps for x in cells
+                                                                           if x.attack == attack)]
+        assert row.pairs == len(final) == 2 and row.n == 40  # each target attacked from the other
+        for m in ("accuracy", "attack_success_rate"):
+            iv = row.intervals[m]
+            assert iv.estimate == pytest.approx(np.mean([c.metrics[m] for c in final]))
+            assert iv.low <= iv.estimate <= iv.high and iv.resamples == 300
+    d = by["fgsm"].differences["accuracy"]
+    assert by["pgd"].differences["accuracy"] is None
+    assert d.estimate == pytest.approx(by["fgsm"].intervals["accuracy"].estimate
+                                       - by["pgd"].intervals["accuracy"].estimate)
+    # paired differences are tighter than the two marginal intervals combined
+    marginal = sum(by[a].intervals["accuracy"].high - by[a].intervals["accuracy"].low for a in by)
+    assert d.high - d.low < marginal
+    md = transfer_markdown(rows, ["accuracy"], "pgd")
+    assert md.count("\n") == 4 and "accuracy - pgd [95% CI]" in md
+
+
+def test_transfer_table_errors_name_the_problem(transfer_store):
+    store = Store(transfer_store / "cells.sqlite")
+    try:
+        with pytest.raises(RobustgridError, match="no cells of suite .nope.*suites: tiny"):
+            transfer_table(store, "nope", ["accuracy"], 0.1)
+        with pytest.raises(RobustgridError, match="no transfer cells at eps=0.3.*stored budgets: 0.1"):
+            transfer_table(store, "tiny", ["accuracy"], 0.3)
+        with pytest.raises(RobustgridError, match="unknown classification metric.*known: accuracy"):
+            transfer_table(store, "tiny", ["acc"], 0.1, resamples=10)
+        with pytest.raises(RobustgridError, match="baseline attack 'mifgsm' has no matching cells"):
+            transfer_table(store, "tiny", ["accuracy"], 0.1, baseline="mifgsm")
+    finally:
+        store.close()
+
+
+def test_stats_cli_prints_the_table_and_fails_cleanly(transfer_store, tmp_path, capsys):
+    assert main(["stats", str(transfer_store), "--suite", "tiny", "--eps", "0.1", "--resamples", "50"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("| attack | pairs | n | accuracy [95% CI]") and "fgsm" in out
+    assert main(["stats", str(tmp_path / "missing"), "--suite", "tiny", "--eps", "0.1"]) == 2
+    assert "no store at" in capsys.readouterr().err
