@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from models.cache import WeightsRecord
 from models.checkpoints import file_sha256, load_weights
@@ -23,7 +23,8 @@ from models.data import ImageDataset, build_dataset, fingerprint
 from models.data.fashion_mnist import CLASSES, MEAN, STD, load_fashion_mnist
 from models.errors import RobustgridError
 from models.target import Normalized, Target, build_target, register_target_prefix
-from models.zoo import ZooEntry, progress_bar, register_zoo
+from models.training import fit
+from models.zoo import ZooEntry, register_zoo
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -151,32 +152,19 @@ class ClassifierRecipe:
     seed: int = 0
 
 
+def hflip(x: Tensor, gen: torch.Generator) -> Tensor:
+    """Each image flipped left-right with probability 1/2 (garments are mostly left-right symmetric)."""
+    return torch.where(torch.rand(len(x), 1, 1, 1, generator=gen) < 0.5, x.flip(3), x)
+
+
 def fit_classifier(module: nn.Module, data: ImageDataset, recipe: ClassifierRecipe, progress: bool = True,
                    desc: str = "train") -> nn.Module:
-    """Train with AdamW and a one-cycle schedule over shuffled full batches; seeded, so reproducible."""
-    gen = torch.Generator().manual_seed(recipe.seed)
-    steps = len(data) // recipe.batch_size
-    opt = torch.optim.AdamW(module.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=recipe.epochs * steps,
-                                                pct_start=0.25)
-    module.train()
-    bar = progress_bar(recipe.epochs * steps, desc, progress)
-    for epoch in range(recipe.epochs):
-        order = torch.randperm(len(data), generator=gen)
-        for i in range(steps):
-            idx = order[i * recipe.batch_size:(i + 1) * recipe.batch_size]
-            x, y = data.images[idx], data.labels[idx]
-            if recipe.hflip:
-                x = torch.where(torch.rand(len(x), 1, 1, 1, generator=gen) < 0.5, x.flip(3), x)
-            loss = F.cross_entropy(module(x), y, label_smoothing=recipe.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            bar.update()
-            bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}", refresh=False)
-    bar.close()
-    return module.eval()
+    """Cross-entropy (with the recipe's label smoothing) through the shared zoo training loop."""
+    def loss(logits: Tensor, y: Tensor) -> Tensor:
+        return F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)
+
+    return fit(module, data.images, data.labels, recipe, loss, augment=hflip if recipe.hflip else None,
+               progress=progress, desc=desc)
 
 
 # --- the embedded Fashion-MNIST zoo: three timm families, small enough to train on a laptop CPU ---

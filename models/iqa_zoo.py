@@ -23,6 +23,7 @@ from models.data.iqa_patches import PatchConfig, skimage_iqa
 from models.iqa_models import iqa_target, no_download_options, pyiqa_arch
 from models.iqa_task import krocc, plcc, srocc
 from models.target import Normalized, Target
+from models.training import fit
 from models.zoo import ZooEntry, register_zoo
 
 PATCH = PatchConfig().patch
@@ -75,30 +76,11 @@ def augment(x: Tensor, gen: torch.Generator) -> Tensor:
 
 def fit_regressor(module: nn.Module, data: ImageDataset, recipe: IQARecipe, progress: bool = True,
                   desc: str = "train") -> nn.Module:
-    """MSE on label/100 with AdamW and a one-cycle schedule over label-preserving augmented batches; seeded."""
-    from tqdm.auto import tqdm
+    """MSE on label/100 over label-preserving augmented batches, through the shared zoo training loop."""
+    def loss(pred: Tensor, y: Tensor) -> Tensor:
+        return F.mse_loss(pred / 100, y / 100)
 
-    gen = torch.Generator().manual_seed(recipe.seed)
-    steps = len(data) // recipe.batch_size
-    opt = torch.optim.AdamW(module.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=recipe.epochs * steps,
-                                                pct_start=0.25)
-    module.train()
-    bar = tqdm(total=recipe.epochs * steps, desc=desc, disable=not progress, unit="step", leave=False)
-    for epoch in range(recipe.epochs):
-        order = torch.randperm(len(data), generator=gen)
-        for i in range(steps):
-            idx = order[i * recipe.batch_size:(i + 1) * recipe.batch_size]
-            x, y = augment(data.images[idx], gen), data.labels[idx]
-            loss = F.mse_loss(module(x) / 100, y / 100)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            bar.update()
-            bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.4f}", refresh=False)
-    bar.close()
-    return module.eval()
+    return fit(module, data.images, data.labels, recipe, loss, augment=augment, progress=progress, desc=desc)
 
 
 def test_metrics(module: nn.Module) -> dict[str, float]:
