@@ -12,6 +12,7 @@ from pathlib import Path
 from benchmark.curves import envelopes, final_cells
 from benchmark.plots import budget_plot, iteration_plot, transfer_heatmap
 from benchmark.sanity import FLAGS, sanity_flags
+from benchmark.stats import transfer_sections
 from benchmark.store import CellRow, Store
 from models.errors import RobustgridError
 from models.tasks import build_task
@@ -159,6 +160,7 @@ def write_report(out: str | Path) -> list[Path]:
         written = [out / "cells.csv"]
         write_csv(cells, env, prov, written[0])
         md, extra = leaderboard(store, cells, env)
+        md += transfer_sections(store, cells)
         plots: dict[str, list[Path]] = defaultdict(list)
         for suite in sorted({c.suite for c in cells}):
             sel = [c for c in cells if c.suite == suite]

@@ -183,3 +183,30 @@ def transfer_markdown(rows: list[TransferRow], metrics: Sequence[str], baseline:
 def _signed(iv: Interval) -> str:
     mark = " *" if iv.excludes(0.0) else ""
     return f"{iv.estimate:+.3f} [{iv.low:+.3f}, {iv.high:+.3f}]{mark}"
+
+
+REPORT_BASELINES = ("pgd", "ifgsm", "fgsm")  # the first of these present is each suite's reference attack
+
+
+def transfer_sections(store: Store, cells: list[CellRow], resamples: int = 1000, seed: int = 0) -> str:
+    """Leaderboard section: per suite with transfer cells, the transfer table at the largest budget."""
+    parts = []
+    for suite in sorted({c.suite for c in cells if c.threat == "transfer" and c.defense == "none"}):
+        sel = [c for c in cells if c.suite == suite and c.threat == "transfer" and c.defense == "none"
+               and c.target not in c.sources]
+        if not sel:
+            continue
+        eps = max(c.eps for c in sel)
+        task = build_task(sel[0].task)
+        attacks = {c.attack for c in sel if c.eps == eps}
+        baseline = next((b for b in REPORT_BASELINES if b in attacks), None) if len(attacks) > 1 else None
+        rows = transfer_table(store, suite, task.transfer_metrics, eps, baseline=baseline,
+                              resamples=resamples, seed=seed)
+        parts.append(f"\n### {suite}: transfer at eps = {eps:g}\n\n"
+                     + transfer_markdown(rows, task.transfer_metrics, baseline))
+    if not parts:
+        return ""
+    return ("\n## Transfer, with paired bootstrap 95% intervals\n\nMeans over (source, target) pairs of the "
+            f"final iterate; {resamples} resamples of the evaluated samples, shared by every cell of a suite, "
+            "so differences to the reference attack are paired (`*`: the interval excludes 0). "
+            "`robustgrid stats` gives other budgets, metrics and baselines.\n" + "".join(parts))

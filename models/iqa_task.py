@@ -104,6 +104,7 @@ class IQA(Task):
     metric = "srocc"        # SROCC of the attacked predictions with the labels (MOS)
     robust_is_high = True
     success_type = False
+    transfer_metrics = ("srocc", "robustness_r")
     quantize = True         # attacked images are rounded to 8 bits before scoring (the group's convention)
 
     def objective(self, outputs: Tensor, y: Tensor) -> Tensor:

@@ -67,6 +67,7 @@ class Segmentation(Task):
     metric = "miou"
     robust_is_high = True
     success_type = False
+    transfer_metrics = ("miou", "pixel_asr", "miou_drop")
 
     def __init__(self, num_classes: int | None = None, ignore_index: int = IGNORE) -> None:
         self.num_classes, self.ignore_index = num_classes, ignore_index

@@ -27,6 +27,7 @@ class Task(ABC):
     metric: ClassVar[str]                 # primary metric of curves and leaderboard
     robust_is_high: ClassVar[bool]        # True if a higher primary metric means a more robust model
     success_type: ClassVar[bool] = False  # per-sample success exists: early stop and budget envelope apply
+    transfer_metrics: ClassVar[tuple[str, ...]] = ()  # shown with intervals in the report's transfer tables
 
     @abstractmethod
     def objective(self, outputs: Tensor, y: Tensor) -> Tensor:
@@ -105,6 +106,7 @@ class Classification(Task):
     metric = "accuracy"
     robust_is_high = True
     success_type = True
+    transfer_metrics = ("accuracy", "attack_success_rate")
 
     def objective(self, outputs: Tensor, y: Tensor) -> Tensor:
         return F.cross_entropy(outputs, y, reduction="none")

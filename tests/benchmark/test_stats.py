@@ -146,3 +146,14 @@ def test_stats_cli_prints_the_table_and_fails_cleanly(transfer_store, tmp_path, 
     assert out.startswith("| attack | pairs | n | accuracy [95% CI]") and "fgsm" in out
     assert main(["stats", str(tmp_path / "missing"), "--suite", "tiny", "--eps", "0.1"]) == 2
     assert "no store at" in capsys.readouterr().err
+
+
+def test_report_shows_the_transfer_table_against_pgd(transfer_store):
+    from benchmark.report import write_report
+
+    write_report(transfer_store)
+    md = (transfer_store / "leaderboard.md").read_text()
+    section = md[md.index("## Transfer, with paired bootstrap 95% intervals"):]
+    assert "### tiny: transfer at eps = 0.1" in section
+    assert "| accuracy - pgd [95% CI] | attack_success_rate - pgd [95% CI] |" in section
+    assert "\n| fgsm | 2 | 40 |" in section and "\n| pgd | 2 | 40 |" in section
