@@ -7,7 +7,7 @@ FMNIST := /usr/share/datasets/fashion-mnist
 export HF_HUB_OFFLINE ?= 1
 export PYTHONHASHSEED := 0
 
-.PHONY: bench test test-slow perf lint data zoo report clean-results
+.PHONY: bench test test-slow perf lint data zoo report clean-results niqe-params
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ zoo: $(STAMP) data
 
 bench: zoo
 	$(BIN)/robustgrid run configs/default.toml --out results/default
+
+# NIQE's standard parameters, from basicsr's source package on PyPI (checksum-pinned); only real-data configs use NIQE
+niqe-params: $(STAMP)
+	$(BIN)/robustgrid params niqe
 
 report: $(STAMP)
 	$(BIN)/robustgrid report results/default

@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--quiet", action="store_true")
     rep = sub.add_parser("report", help="rebuild tables and plots from OUT/cells.sqlite alone")
     rep.add_argument("out")
+    par = sub.add_parser("params", help="download parameter files of classical metrics (needs the internet once)")
+    par.add_argument("what", choices=["niqe"])
+    par.add_argument("--dest", default=None, help="file to write (default $ROBUSTGRID_HOME/params/...)")
     st = sub.add_parser("stats", help="per-attack transfer table with paired bootstrap 95%% intervals")
     st.add_argument("out", help="folder holding cells.sqlite")
     st.add_argument("--suite", required=True, action="append", help="suite(s) to pool (same samples)")
@@ -118,6 +121,10 @@ def main(argv: list[str] | None = None) -> int:
 
             paths = write_report(args.out)
             print(f"wrote {len(paths)} files to {args.out}")
+        elif args.cmd == "params":
+            from models.iqa_models import fetch_niqe_params
+
+            print(f"wrote {fetch_niqe_params(args.dest)}")
         elif args.cmd == "stats":
             print(_stats(args), end="")
     except RobustgridError as exc:

@@ -190,4 +190,117 @@ def piqe_target(input_shape: Any = (3, 48, 48)) -> Target:
                        "gradient": "straight-through through the internal rounding"})
 
 
+NIQE_FEATURES = 36  # NIQE's multivariate Gaussian lives on 18 features at 2 scales
+NIQE_BLOCK = 96     # pyiqa's NIQE cuts images into 96 x 96 blocks; a covariance needs at least two
+
+
+def read_niqe_params(path: str | Path) -> tuple[Any, Any]:
+    """NIQE's pristine-image model (mu (36,), cov (36, 36)) from basicsr's ``niqe_pris_params.npz`` or
+    pyiqa's ``niqe_modelparameters.mat``; read without unpickling, checked for shape and finiteness."""
+    import numpy as np
+    import scipy.io
+
+    path = Path(path)
+    if not path.is_file():
+        raise RobustgridError(f"NIQE parameter file {path} does not exist (see docs/iqa.md: make niqe-params)")
+    keys = {".npz": ("mu_pris_param", "cov_pris_param"), ".mat": ("mu_prisparam", "cov_prisparam")}
+    if path.suffix not in keys:
+        raise RobustgridError(f"NIQE parameter file {path} must be a basicsr .npz or a pyiqa .mat")
+    try:
+        data = np.load(path, allow_pickle=False) if path.suffix == ".npz" else scipy.io.loadmat(path)
+        mu, cov = (np.asarray(data[k], dtype=np.float64) for k in keys[path.suffix])
+    except Exception as exc:  # corrupt archive, pickled arrays, missing keys: all one message
+        raise RobustgridError(f"cannot read NIQE parameters from {path}: {type(exc).__name__}: {exc}"[:240]) from None
+    mu = mu.reshape(-1)
+    if mu.shape != (NIQE_FEATURES,) or cov.shape != (NIQE_FEATURES, NIQE_FEATURES):
+        raise RobustgridError(f"NIQE parameters in {path} have shapes {mu.shape} and {cov.shape}; expected "
+                              f"({NIQE_FEATURES},) and ({NIQE_FEATURES}, {NIQE_FEATURES})")
+    if not (np.isfinite(mu).all() and np.isfinite(cov).all()):
+        raise RobustgridError(f"NIQE parameters in {path} contain NaN or infinity")
+    return mu, cov
+
+
+def default_niqe_params() -> Path:
+    """Where ``make niqe-params`` puts basicsr's NIQE parameters: $ROBUSTGRID_HOME/params/niqe_pris_params.npz."""
+    from models.cache import robustgrid_home
+
+    return robustgrid_home() / "params" / "niqe_pris_params.npz"
+
+
+# basicsr's source package on PyPI ships NIQE's standard parameters (the MATLAB release's, as numpy arrays)
+BASICSR_SDIST = ("https://files.pythonhosted.org/packages/86/41/00a6b000f222f0fa4c6d9e1d6dcc9811a374cabb8abb9d408b7"
+                 "7de39648c/basicsr-1.4.2.tar.gz")
+BASICSR_SHA256 = "b89b595a87ef964cda9913b4d99380ddb6554c965577c0c10cb7b78e31301e87"
+BASICSR_MEMBER = "basicsr-1.4.2/basicsr/metrics/niqe_pris_params.npz"
+
+
+def fetch_niqe_params(dest: str | Path | None = None, url: str = BASICSR_SDIST, sha256: str = BASICSR_SHA256,
+                      member: str = BASICSR_MEMBER) -> Path:
+    """Download basicsr's source package (the only network use), check its SHA-256, extract the NIQE npz.
+
+    Nothing is written unless the archive matches ``sha256`` and the extracted parameters read back valid.
+    """
+    import hashlib
+    import io
+    import tarfile
+    import urllib.request
+
+    dest = Path(dest) if dest is not None else default_niqe_params()
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 (a pinned https or file URL)
+            blob = response.read()
+    except OSError as exc:
+        raise RobustgridError(f"cannot download {url}: {exc}") from None
+    got = hashlib.sha256(blob).hexdigest()
+    if got != sha256:
+        raise RobustgridError(f"{url} has SHA-256 {got[:16]}..., expected {sha256[:16]}...; nothing written")
+    with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tar:
+        try:
+            data = tar.extractfile(member)
+        except KeyError:
+            data = None
+        if data is None:
+            raise RobustgridError(f"{url} holds no {member}")
+        payload = data.read()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_suffix(".tmp.npz")
+    tmp.write_bytes(payload)
+    try:
+        read_niqe_params(tmp)
+    except RobustgridError:
+        tmp.unlink()
+        raise
+    tmp.replace(dest)
+    return dest
+
+
+@register_target("niqe", task="iqa")
+def niqe_target(params: str | Path | None = None, input_shape: Any = (3, 384, 384),
+                score_range: Any = (0.0, 100.0)) -> Target:
+    """NIQE (pyiqa, weight-free natural-scene statistics, lower = better) from a local parameter file.
+
+    Images need at least two 96 x 96 blocks; pyiqa's rounding inside NIQE is already differentiable.
+    """
+    import scipy.io
+
+    from models.cache import robustgrid_home
+
+    path = Path(params) if params is not None else default_niqe_params()
+    mu, cov = read_niqe_params(path)
+    shape = tuple(int(v) for v in input_shape)
+    if len(shape) != 3 or (shape[1] // NIQE_BLOCK) * (shape[2] // NIQE_BLOCK) < 2:
+        raise RobustgridError(f"niqe needs images of at least two {NIQE_BLOCK}x{NIQE_BLOCK} blocks, "
+                              f"got input_shape {input_shape!r}")
+    digest = file_sha256(path)
+    mat = robustgrid_home() / "params" / f"niqe-{digest[:16]}.mat"  # the layout pyiqa's NIQE reads
+    if not mat.is_file():
+        mat.parent.mkdir(parents=True, exist_ok=True)
+        tmp = mat.with_suffix(".tmp.mat")
+        scipy.io.savemat(tmp, {"mu_prisparam": mu[None], "cov_prisparam": cov})
+        tmp.replace(mat)
+    scorer = pyiqa_scorer("niqe", pretrained_model_path=str(mat))
+    return iqa_target("niqe", scorer, score_range, True, shape,
+                      {"architecture": "niqe", "source": "pyiqa", "params": str(path), "sha256": digest})
+
+
 import models.iqa_zoo  # noqa: E402, F401  (the embedded IQA zoo registers its targets on import)

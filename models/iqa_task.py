@@ -162,6 +162,8 @@ class IQA(Task):
 
 def quality(outputs: Tensor) -> Tensor:
     """A module's output as one quality score per image, shape (B,)."""
+    if outputs.dim() == 0:  # pyiqa squeezes a batch of one to a scalar
+        outputs = outputs.reshape(1)
     return outputs.reshape(len(outputs), -1).mean(1)
 
 
