@@ -1,6 +1,6 @@
 """Purification defenses: pre-processors x -> x' placed in front of any model; imports only ``models``."""
 
-from defenses import gaussian, ncis, none  # noqa: F401  (each defense registers itself on import)
+from defenses import bsn_zoo, gaussian, ncis, none  # noqa: F401  (defenses and zoo BSNs register on import)
 from defenses.base import DEFENSES, Purifier, build_defense, list_defenses, register_defense
 from defenses.bpda import BPDA, bpda
 from defenses.defended import Defended

@@ -20,7 +20,7 @@ from torch import Tensor
 from defenses.bsn import BlindSpotNet
 from defenses.params import check_float, check_int
 from defenses.unlabeled import unlabeled_images
-from models.cache import WeightsRecord, load_or_train, train_and_store
+from models.cache import WeightsRecord, load_or_train
 from models.data.base import fingerprint
 from models.registry import check_params
 
@@ -138,7 +138,7 @@ def bsn_test_metrics(net: BlindSpotNet, recipe: BSNRecipe) -> dict[str, float]:
     return {f"test_{k}": v for k, v in evaluate_bsn(net, images, recipe.noise_std, recipe.seed).items()}
 
 
-def _trainer(recipe: BSNRecipe, images: Tensor, log_every: int = 0) -> Callable[[], tuple[BlindSpotNet, dict]]:
+def bsn_trainer(recipe: BSNRecipe, images: Tensor, log_every: int = 0) -> Callable[[], tuple[BlindSpotNet, dict]]:
     """The training closure handed to the weights cache (test images are loaded only if it runs)."""
 
     def train() -> tuple[BlindSpotNet, dict[str, float]]:
@@ -153,12 +153,5 @@ def load_bsn(recipe: BSNRecipe, allow_train: bool = True) -> tuple[BlindSpotNet,
     images = unlabeled_images(recipe.dataset, "train", recipe.train_images, recipe.seed)
     net, rec = load_or_train(weights_name(recipe.dataset), recipe_key(recipe, images),
                              build=lambda: BlindSpotNet(images.shape[1], recipe.width, recipe.depth),
-                             train=_trainer(recipe, images), allow_train=allow_train)
+                             train=bsn_trainer(recipe, images), allow_train=allow_train)
     return net.eval().requires_grad_(False), rec
-
-
-def store_bsn(recipe: BSNRecipe, commit: bool = False, log_every: int = 0) -> WeightsRecord:
-    """Train the BSN of ``recipe`` and store it (in the repository's weights folder when ``commit``)."""
-    images = unlabeled_images(recipe.dataset, "train", recipe.train_images, recipe.seed)
-    return train_and_store(weights_name(recipe.dataset), recipe_key(recipe, images),
-                           _trainer(recipe, images, log_every), commit=commit)

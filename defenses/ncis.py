@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from defenses.base import Purifier, register_defense
 from defenses.bsn import BlindSpotNet
 from defenses.bsn_training import BSNRecipe, load_bsn
+from defenses.bsn_zoo import default_recipe
 from defenses.gaussian import gaussian_kernel, smooth
 from defenses.params import check_choice, check_float, check_int
 from models.errors import RobustgridError
@@ -41,9 +42,10 @@ class NCIS(Purifier):
     Defaults mode="bsn", iterations=2 (the reading METHODS.md 3.5 finds most consistent): on Fashion-MNIST it
     beat "alternate" and "mix" in both clean and purifier-blind robust accuracy; T=3 buys a little robustness
     for another BSN pass. kernel_size=3, sigma=1.0 (GS's defaults) and alpha=0.5 apply to the other modes.
-    ``dataset`` names the unlabeled images the BSN is trained on (see defenses.unlabeled); ``bsn`` supplies
-    a network directly instead. ``in_chans`` is the channel count of the images to purify (default: the
-    BSN's); a one-channel BSN is applied to each channel of a colour image separately.
+    ``dataset`` names the unlabeled images the BSN is trained on (see defenses.unlabeled), by the zoo's recipe
+    for it (defenses.bsn_zoo) unless ``recipe`` is given; ``bsn`` supplies a network directly instead.
+    ``in_chans`` is the channel count of the images to purify (default: the BSN's); a one-channel BSN is
+    applied to each channel of a colour image separately.
     """
 
     def __init__(self, dataset: str | None = None, in_chans: int | None = None, mode: str = "bsn",
@@ -78,7 +80,7 @@ class NCIS(Purifier):
         if isinstance(recipe, dict):
             recipe = BSNRecipe.from_params(recipe)
         if recipe is None:
-            return BSNRecipe() if dataset is None else BSNRecipe(dataset=dataset)
+            return default_recipe(dataset)
         if dataset is not None and dataset != recipe.dataset:
             raise RobustgridError(f"ncis: dataset {dataset!r} differs from the recipe's {recipe.dataset!r}")
         return recipe

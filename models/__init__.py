@@ -1,4 +1,7 @@
-"""Targets, tasks, datasets and the trained zoo; imports none of attacks, defenses, benchmark."""
+"""Targets, tasks, datasets and the trained zoo; imports none of attacks, defenses, benchmark.
+
+(The one exception is lazy and by name: ``models.zoo.load_zoo`` imports the blind-spot networks' zoo entries.)
+"""
 
 from models import iqa_task, segmentation_task  # noqa: F401  (register the "iqa" and "segmentation" tasks)
 from models.errors import RobustgridError

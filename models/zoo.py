@@ -1,11 +1,14 @@
 """The zoo: networks the project trains itself, one ZooEntry per name, for any task.
 
 Classifiers, segmenters and IQA models each register entries here (``register_zoo``); ``train_zoo``
-and ``zoo_target`` then treat them alike: committed weights, else cached, else trained once.
+and ``zoo_target`` then treat them alike: committed weights, else cached, else trained once. Networks
+that are not attack targets (the NCIS blind-spot networks of ``defenses``) are zoo entries too, without
+a ``to_target``; ``train_zoo`` trains them alongside.
 """
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing
 import os
 import shutil
@@ -18,6 +21,7 @@ import torch
 from torch import nn
 
 from models.cache import COMMITTED, WeightsRecord, find_weights, load_or_train, train_and_store
+from models.errors import RobustgridError
 from models.registry import Registry
 from models.target import TARGETS, Target
 
@@ -26,7 +30,7 @@ TrainFn = Callable[[bool], tuple[nn.Module, dict[str, float]]]  # progress -> (t
 
 @dataclass(frozen=True)
 class ZooEntry:
-    """A trainable network: its recipe, how to build it empty, train it, and wrap it as a Target."""
+    """A trainable network: its recipe, how to build it empty, train it, and wrap it as a Target (if it is one)."""
 
     name: str
     task: str
@@ -35,7 +39,7 @@ class ZooEntry:
     data_fingerprint: Callable[[], str]  # lazy: reading the training data costs seconds
     build: Callable[[], nn.Module]
     train: TrainFn
-    to_target: Callable[[nn.Module, WeightsRecord], Target]
+    to_target: Callable[[nn.Module, WeightsRecord], Target] | None = None  # None: trained, but not an attack target
     cost: float = 1.0  # estimated training CPU-seconds on one thread: parallel training starts the longest first
 
     def full_recipe(self) -> dict[str, Any]:
@@ -45,9 +49,20 @@ class ZooEntry:
 
 ZOO: Registry[ZooEntry] = Registry("zoo model")
 
+# Modules of packages above ``models`` that register zoo entries. They import ``models``, so ``models`` cannot
+# import them when it loads; ``load_zoo`` imports them by name when the whole zoo is needed.
+EXTERNAL_ZOO_MODULES = ("defenses.bsn_zoo",)
+
+
+def load_zoo() -> Registry[ZooEntry]:
+    """The complete zoo: the entries ``models`` registers on import plus those of EXTERNAL_ZOO_MODULES."""
+    for module in EXTERNAL_ZOO_MODULES:
+        importlib.import_module(module)
+    return ZOO
+
 
 def register_zoo(entry: ZooEntry) -> ZooEntry:
-    """Add ``entry`` to the zoo and register it as a target of the same name."""
+    """Add ``entry`` to the zoo and, if it has a ``to_target``, register it as a target of the same name."""
 
     def get_entry() -> ZooEntry:
         return entry
@@ -56,14 +71,18 @@ def register_zoo(entry: ZooEntry) -> ZooEntry:
         return zoo_target(entry.name, allow_train=allow_train)
 
     get_entry.__doc__ = build_target.__doc__ = entry.description
-    ZOO.register(entry.name, task=entry.task)(get_entry)
-    TARGETS.register(entry.name, task=entry.task, zoo=True)(build_target)
+    ZOO.register(entry.name, task=entry.task, target=entry.to_target is not None)(get_entry)
+    if entry.to_target is not None:
+        TARGETS.register(entry.name, task=entry.task, zoo=True)(build_target)
     return entry
 
 
 def zoo_target(name: str, allow_train: bool = True) -> Target:
     """The zoo model ``name`` as a Target: committed or cached weights, else trained (if allowed) and cached."""
     entry = ZOO.build(name)
+    if entry.to_target is None:
+        targets = ", ".join(n for n in ZOO.names() if ZOO.entry(n).meta["target"])
+        raise RobustgridError(f"zoo model {name!r} is not an attack target; zoo targets: {targets}")
     module, rec = load_or_train(name, entry.full_recipe(), entry.build, lambda: entry.train(True), allow_train)
     return entry.to_target(module, rec)
 
@@ -85,7 +104,8 @@ def train_zoo(names: list[str] | None = None, force: bool = False, commit: bool 
     ``workers`` processes (default: one per core, at most one per model) train side by side, sharing the
     cores' threads: small networks use a few cores better this way than through intra-op threads.
     """
-    entries = [ZOO.build(n) for n in (names if names else ZOO.names())]
+    zoo = load_zoo()
+    entries = [zoo.build(n) for n in (names if names else zoo.names())]
     records: dict[str, WeightsRecord] = {}
     todo: list[tuple[ZooEntry, dict[str, Any]]] = []
     for entry in entries:
@@ -101,7 +121,7 @@ def train_zoo(names: list[str] | None = None, force: bool = False, commit: bool 
     workers = min(len(todo), workers or cores)
     if workers <= 1:
         records.update({e.name: _train_one(e.name, r, commit, progress) for e, r in todo})
-    else:  # spawned workers re-register the zoo by importing models; longest first for the shortest makespan
+    else:  # spawned workers re-register the zoo (load_zoo in _train_one); longest first for the shortest makespan
         ctx = multiprocessing.get_context("spawn")
         todo.sort(key=lambda item: -item[0].cost)
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
@@ -112,7 +132,7 @@ def train_zoo(names: list[str] | None = None, force: bool = False, commit: bool 
 
 
 def _train_one(name: str, recipe: dict[str, Any], commit: bool, progress: bool) -> WeightsRecord:
-    entry = ZOO.build(name)
+    entry = load_zoo().build(name)  # a spawned worker has imported models only
     return train_and_store(name, recipe, lambda: entry.train(progress), commit=commit)
 
 
