@@ -113,3 +113,14 @@ def test_quantize8_and_ssim() -> None:
 def test_bad_labels_are_rejected() -> None:
     with pytest.raises(RobustgridError, match="IQA labels must be float scores"):
         build_task("iqa").check_batch(torch.zeros(2, 3, 4, 4), torch.zeros(2, dtype=torch.long))
+
+
+def test_srocc_and_plcc_equal_scipy_with_and_without_ties():
+    rng = np.random.default_rng(0)
+    for n, decimals in [(2, None), (7, 0), (50, 1), (300, None)]:
+        a = rng.normal(size=n)
+        b = a + rng.normal(size=n)
+        if decimals is not None:  # many ties: average ranks must match scipy's
+            a, b = np.round(a, decimals), np.round(b, decimals)
+        assert srocc(a, b) == pytest.approx(stats.spearmanr(a, b)[0], abs=1e-12)
+        assert plcc(a, b) == pytest.approx(stats.pearsonr(a, b)[0], abs=1e-12)
