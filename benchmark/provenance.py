@@ -34,8 +34,11 @@ def versions() -> dict[str, str]:
 def _git_commit() -> str:
     try:
         root = Path(__file__).resolve().parent.parent
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
-                              text=True, timeout=5).stdout.strip() or "unknown"
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                              text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return (head + ("+dirty" if dirty else "")) if head else "unknown"  # +dirty: uncommitted edits
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
