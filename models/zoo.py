@@ -101,8 +101,9 @@ def train_zoo(names: list[str] | None = None, force: bool = False, commit: bool 
     """Train the named zoo models (all if None) whose weights are missing or stale, or all with ``force``.
 
     ``commit`` writes into the repository's ``models/weights`` instead of the cache under $ROBUSTGRID_HOME.
-    ``workers`` processes (default: one per core, at most one per model) train side by side, sharing the
-    cores' threads: small networks use a few cores better this way than through intra-op threads.
+    ``workers`` processes (default: one per core, at most one per model) train side by side, one thread each:
+    small networks use a few cores better this way than through intra-op threads, and one thread keeps the
+    weights reproducible bit for bit.
     """
     zoo = load_zoo()
     entries = [zoo.build(n) for n in (names if names else zoo.names())]
@@ -125,23 +126,29 @@ def train_zoo(names: list[str] | None = None, force: bool = False, commit: bool 
         ctx = multiprocessing.get_context("spawn")
         todo.sort(key=lambda item: -item[0].cost)
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                 initargs=(max(1, cores // workers), ctx.Value("i", 0))) as pool:
+                                 initargs=(ctx.Value("i", 0),)) as pool:
             futures = {e.name: pool.submit(_train_one, e.name, r, commit, progress) for e, r in todo}
             records.update({name: f.result() for name, f in futures.items()})
     return [records[e.name] for e in entries]
 
 
 def _train_one(name: str, recipe: dict[str, Any], commit: bool, progress: bool) -> WeightsRecord:
+    """Train one entry on one thread: float sums then run in one fixed order, so the weights are bit-identical
+    to the committed ones whether one model or several are trained (two threads gave a different scenes-fpn)."""
     entry = load_zoo().build(name)  # a spawned worker has imported models only
-    return train_and_store(name, recipe, lambda: entry.train(progress), commit=commit)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return train_and_store(name, recipe, lambda: entry.train(progress), commit=commit)
+    finally:
+        torch.set_num_threads(threads)
 
 
 _BAR_POSITION = 0  # which terminal line this process's progress bar owns (one per parallel worker)
 
 
-def _init_worker(threads: int, counter: Any) -> None:
+def _init_worker(counter: Any) -> None:
     global _BAR_POSITION
-    torch.set_num_threads(threads)
     with counter.get_lock():
         _BAR_POSITION = counter.value
         counter.value += 1
