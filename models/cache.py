@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from models.checkpoints import file_sha256, load_weights, save_weights
@@ -71,10 +72,20 @@ def find_weights(name: str, recipe: dict[str, Any]) -> WeightsRecord | None:
 
 def train_and_store(name: str, recipe: dict[str, Any], train: Callable[[], tuple[nn.Module, dict[str, float]]],
                     commit: bool = False) -> WeightsRecord:
-    """Run ``train`` (returns module and test metrics) and save the weights with their record."""
+    """Run ``train`` (returns module and test metrics) on one thread and save the weights with their record.
+
+    One thread makes float sums run in one fixed order, so the same recipe gives bit-identical weights
+    however the training was started (two threads gave a different scenes-fpn); parallel zoo training
+    uses worker processes instead.
+    """
     h = recipe_hash(recipe)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     start = time.perf_counter()
-    module, metrics = train()
+    try:
+        module, metrics = train()
+    finally:
+        torch.set_num_threads(threads)
     seconds = time.perf_counter() - start
     path = COMMITTED / f"{name}.safetensors" if commit else robustgrid_home() / "weights" / f"{name}-{h}.safetensors"
     sha = save_weights(module, path)

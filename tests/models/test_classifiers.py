@@ -110,6 +110,26 @@ def test_tampered_committed_weights_are_refused(tmp_path: Path, monkeypatch) -> 
     assert str(rec.path) in str(err.value)
 
 
+def test_training_runs_on_one_thread_and_restores_the_count(tmp_path: Path, monkeypatch) -> None:
+    """One thread makes retraining bit-reproducible, whichever path (zoo train, first use) starts it."""
+    monkeypatch.setenv("ROBUSTGRID_HOME", str(tmp_path))
+    before = torch.get_num_threads()
+    seen = []
+
+    def train():
+        seen.append(torch.get_num_threads())
+        return nn.Linear(3, 2), {"test_accuracy": 0.5}
+
+    torch.set_num_threads(2)
+    try:
+        train_and_store("lin", {"arch": "linear"}, train)
+        with pytest.raises(RuntimeError, match="boom"):
+            train_and_store("lin", {"arch": "linear", "v": 2}, lambda: (_ for _ in ()).throw(RuntimeError("boom")))
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_user_errors() -> None:
     with pytest.raises(RobustgridError, match="did you mean resnet18"):
         timm_target("resnet18x", weights="w.pt")
