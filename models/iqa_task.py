@@ -16,7 +16,7 @@ from scipy import stats
 from torch import Tensor
 
 from models.errors import RobustgridError
-from models.tasks import TASKS, Task, check_images
+from models.tasks import TASKS, Task, check_images, check_metric_names
 
 QUALITY_RANGE = (0.0, 100.0)  # the common output scale of every IQA target module
 R_FLOOR = 1e-3                # added to |p' - p| in R (quality points), so an unchanged score stays finite
@@ -149,9 +149,7 @@ class IQA(Task):
         q, y = _pair(outcome, y)
         p = None if clean is None else _pair(clean, q)[0]
         table = {name: fn for name, (needs_clean, fn) in _METRICS.items() if p is not None or not needs_clean}
-        unknown = [n for n in names or () if n not in table]
-        if unknown:
-            raise RobustgridError(f"unknown iqa metric(s) {', '.join(unknown)}; known: {', '.join(table)}")
+        check_metric_names(self.name, names, table)
         chosen = {n: table[n] for n in (names or table)}
 
         def metrics(idx: np.ndarray) -> dict[str, float]:

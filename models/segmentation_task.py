@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from models.errors import RobustgridError
-from models.tasks import TASKS, Task, check_images
+from models.tasks import TASKS, Task, check_images, check_metric_names
 
 IGNORE = 255
 
@@ -84,22 +84,15 @@ class Segmentation(Task):
         return pred.astype(np.uint8 if outputs.shape[1] <= 255 else np.int16)
 
     def metrics(self, outcome: np.ndarray, y: np.ndarray, clean: np.ndarray | None = None) -> dict[str, float]:
-        y = np.asarray(y)
-        c = max(self.num_classes or 0, _num_classes(outcome, y, clean))
-        cm = confusion_matrix(outcome, y, c, self.ignore_index)
-        out = {"miou": miou(cm), "pixel_accuracy": pixel_accuracy(cm)}
-        if clean is not None:
-            valid = y != self.ignore_index
-            right = valid & (clean == y)
-            # pixel-level attack success: of the pixels right on clean, the share wrong after the attack
-            out["pixel_asr"] = float(np.mean(outcome[right] != y[right])) if right.any() else float("nan")
-            clean_miou = miou(confusion_matrix(clean, y, c, self.ignore_index))
-            out["miou_drop"] = 1.0 - out["miou"] / clean_miou if clean_miou > 0 else float("nan")
-        return out
+        """mIoU and pixel accuracy from the summed confusion matrix; with the clean outcomes, the two
+        transfer-success measures ``pixel_asr`` and ``miou_drop``."""
+        return self.resampler(outcome, y, clean)(np.arange(len(outcome)))
 
     def resampler(self, outcome: np.ndarray, y: np.ndarray, clean: np.ndarray | None = None,
                   names: Sequence[str] | None = None) -> Callable[[np.ndarray], dict[str, float]]:
-        """Bootstrap via per-scene confusion matrices: a resample sums them, so no pixel is re-counted."""
+        """``f(indices)`` from per-scene confusion matrices: any set of scenes (with repeats) sums them."""
+        check_metric_names(self.name, names,
+                           ["miou", "pixel_accuracy"] + (["pixel_asr", "miou_drop"] if clean is not None else []))
         y = np.asarray(y)
         c = max(self.num_classes or 0, _num_classes(outcome, y, clean))
         adv = np.stack([confusion_matrix(o, t, c, self.ignore_index) for o, t in zip(outcome, y, strict=True)])
@@ -108,11 +101,6 @@ class Segmentation(Task):
             right = (y != self.ignore_index) & (clean == y)
             n_right = right.reshape(len(y), -1).sum(1)
             n_flipped = (right & (outcome != y)).reshape(len(y), -1).sum(1)
-
-        known = ["miou", "pixel_accuracy"] + (["pixel_asr", "miou_drop"] if clean is not None else [])
-        unknown = [n for n in names or () if n not in known]
-        if unknown:
-            raise RobustgridError(f"unknown segmentation metric(s) {', '.join(unknown)}; known: {', '.join(known)}")
 
         def metrics(idx: np.ndarray) -> dict[str, float]:
             cm = adv[idx].sum(0)

@@ -6,7 +6,7 @@ The attack loop and the grid only talk to a Task, so a new task plugs in without
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import ClassVar
 
 import numpy as np
@@ -54,9 +54,7 @@ class Task(ABC):
         """
         def metrics(idx: np.ndarray) -> dict[str, float]:
             got = self.metrics(outcome[idx], y[idx], None if clean is None else clean[idx])
-            unknown = [n for n in names or () if n not in got]
-            if unknown:
-                raise RobustgridError(f"unknown {self.name} metric(s) {', '.join(unknown)}; known: {', '.join(got)}")
+            check_metric_names(self.name, names, got)
             return got if names is None else {n: got[n] for n in names}
 
         return metrics
@@ -83,6 +81,14 @@ class Task(ABC):
     def check_batch(self, x: Tensor, y: Tensor | None = None) -> None:
         """One-line errors for images that are not float NCHW in [0, 1] or hold NaN."""
         check_images(x)
+
+
+def check_metric_names(task: str, names: Sequence[str] | None, known: Iterable[str]) -> None:
+    """One-line error for asked metric names that ``task`` does not compute, listing those it does."""
+    known = list(known)
+    unknown = [n for n in names or () if n not in known]
+    if unknown:
+        raise RobustgridError(f"unknown {task} metric(s) {', '.join(unknown)}; known: {', '.join(known)}")
 
 
 def check_images(x: Tensor) -> None:

@@ -14,7 +14,7 @@ from benchmark.stats import bootstrap, transfer_markdown, transfer_table
 from benchmark.store import Store
 from models.errors import RobustgridError
 from models.iqa_task import IQA
-from models.segmentation_task import IGNORE, Segmentation
+from models.segmentation_task import IGNORE, Segmentation, confusion_matrix, miou
 
 
 def test_bootstrap_of_a_mean_matches_the_normal_theory_width():
@@ -55,6 +55,12 @@ def test_segmentation_resampler_equals_metrics_on_the_resampled_scenes():
     assert got.keys() == want.keys()
     for k in want:
         assert got[k] == pytest.approx(want[k], abs=1e-12), k
+    # independently of the task's code: one confusion matrix over every pixel of the resampled scenes
+    cm = confusion_matrix(adv[idx], y[idx], 5)
+    right = (y[idx] != IGNORE) & (clean[idx] == y[idx])
+    assert got["miou"] == pytest.approx(miou(cm), abs=1e-12)
+    assert got["pixel_asr"] == pytest.approx(float(np.mean(adv[idx][right] != y[idx][right])), abs=1e-12)
+    assert got["miou_drop"] == pytest.approx(1 - miou(cm) / miou(confusion_matrix(clean[idx], y[idx], 5)), abs=1e-12)
     with pytest.raises(RobustgridError, match="unknown segmentation metric.*known: miou"):
         task.resampler(adv, y, clean, names=["mIoU"])
 
