@@ -47,10 +47,11 @@ def _stats(args: argparse.Namespace) -> str:
         raise RobustgridError(f"no store at {path}; run a grid with --out {args.out} first")
     store = Store(path)
     try:
-        metrics = args.metric or sorted({c.metric for c in store.cells() if c.suite in args.suite})[:1]
+        cells = store.cells()
+        metrics = args.metric or sorted({c.metric for c in cells if c.suite in args.suite})[:1]
         rows = transfer_table(store, args.suite, metrics, args.eps, threat=args.threat, steps=args.steps,
                               defense=args.defense, baseline=args.baseline, resamples=args.resamples,
-                              seed=args.seed, level=args.level, extras=args.extra)
+                              seed=args.seed, level=args.level, extras=args.extra, cells=cells)
     finally:
         store.close()
     return transfer_markdown(rows, metrics, args.baseline, args.extra)

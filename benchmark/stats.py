@@ -97,16 +97,16 @@ def _select(cells: list[CellRow], suites: Sequence[str], threat: str, eps: float
 def transfer_table(store: Store, suites: str | Sequence[str], metrics: Sequence[str], eps: float, *,
                    threat: str = "transfer", steps: int | None = None, defense: str = "none",
                    baseline: str | None = None, resamples: int = 1000, seed: int = 0, level: float = 0.95,
-                   extras: Sequence[str] = ()) -> list[TransferRow]:
+                   extras: Sequence[str] = (), cells: list[CellRow] | None = None) -> list[TransferRow]:
     """Per attack: each metric averaged over its (source, target) cells, with paired bootstrap intervals.
 
     Cells evaluated on the same samples share each draw of sample indices, so the mean over pairs and the
     difference to ``baseline`` are paired statistics. Several ``suites`` may be pooled (e.g. single-source
     and ensemble transfer) if they evaluate the same samples; an attack label used by two of them is
-    shown as ``suite:label``.
+    shown as ``suite:label``. ``cells`` are the store's cells if the caller has already read them.
     """
     suites = [suites] if isinstance(suites, str) else list(suites)
-    cells = store.cells()
+    cells = store.cells() if cells is None else cells
     known = sorted({c.suite for c in cells})
     missing = [s for s in suites if s not in known]
     if missing:
@@ -201,7 +201,7 @@ def transfer_sections(store: Store, cells: list[CellRow], resamples: int = 1000,
         attacks = {c.attack for c in sel if c.eps == eps}
         baseline = next((b for b in REPORT_BASELINES if b in attacks), None) if len(attacks) > 1 else None
         rows = transfer_table(store, suite, task.transfer_metrics, eps, baseline=baseline,
-                              resamples=resamples, seed=seed)
+                              resamples=resamples, seed=seed, cells=cells)
         parts.append(f"\n### {suite}: transfer at eps = {eps:g}\n\n"
                      + transfer_markdown(rows, task.transfer_metrics, baseline))
     if not parts:
