@@ -7,13 +7,19 @@ FMNIST := /usr/share/datasets/fashion-mnist
 export HF_HUB_OFFLINE ?= 1
 export PYTHONHASHSEED := 0
 
-.PHONY: bench test test-slow perf lint data zoo report clean-results niqe-params
+.PHONY: bench test test-slow perf lint data zoo report clean-results niqe-params constraints
 
-$(STAMP): pyproject.toml
+# Installs through constraints.txt, the reference environment the committed results were made with; PIP_CONSTRAINT
+# replaces any machine-wide pip constraint, which could otherwise hold torch below the reference version.
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	PIP_CONSTRAINT=$(CURDIR)/constraints.txt $(BIN)/python -m pip install -q -e '.[test]'
 	@touch $(STAMP)
+
+# Regenerate constraints.txt from the current venv (after an intended upgrade; re-measure the committed results).
+constraints: $(STAMP)
+	@{ sed -n '1,3p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable | grep -v '^robustgrid'; } \
+	  > constraints.txt.new && mv constraints.txt.new constraints.txt
 
 # Fashion-MNIST: Debian's package when we can install it, else the reader explains what to do.
 data:

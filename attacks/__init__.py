@@ -8,8 +8,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from attacks.loop import AttackResult, GradientAttack
-from models.registry import Registry
+from robustgrid.attacks.loop import AttackResult, GradientAttack
+
+from robustgrid.core import Registry
 
 ATTACKS: Registry[GradientAttack] = Registry("attack")
 
@@ -22,7 +23,7 @@ def register_attack(name: str, **meta: Any) -> Callable[[Callable[..., GradientA
 def build_attack(name: str, **params: Any) -> GradientAttack:
     """Build a registered attack, or any torchattacks attack as ``torchattacks:<Name>``."""
     if name.startswith("torchattacks:"):
-        from attacks.torchattacks_adapter import TorchattacksAttack
+        from robustgrid.attacks.torchattacks_adapter import TorchattacksAttack
 
         return TorchattacksAttack(name.split(":", 1)[1], **params)
     return ATTACKS.build(name, **params)
@@ -34,6 +35,6 @@ def list_attacks() -> list[tuple[str, str]]:
 
 
 # registration happens on import of each attack module
-from attacks import di, mifgsm, pgd, sega, segpgd, segtrans, ti, torchattacks_adapter  # noqa: E402,F401
+from robustgrid.attacks import di, mifgsm, pgd, sega, segpgd, segtrans, ti, torchattacks_adapter  # noqa: E402,F401
 
 __all__ = ["ATTACKS", "AttackResult", "GradientAttack", "build_attack", "list_attacks", "register_attack"]

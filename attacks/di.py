@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from robustgrid.attacks import register_attack
+from robustgrid.attacks.mifgsm import MIFGSM
+from robustgrid.models.segmentation_task import IGNORE
 from torch import Tensor
 
-from attacks import register_attack
-from attacks.mifgsm import MIFGSM
-from models.errors import RobustgridError
-from models.segmentation_task import IGNORE
+from robustgrid.core import RobustgridError
 
 
 def resize_pad(x: Tensor, size: tuple[int, int], out: tuple[int, int], top: int, left: int, *,

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from robustgrid.models.tasks import Task, build_task
 from torch import Tensor, nn
 
-from models.errors import RobustgridError
-from models.tasks import Task, build_task
+from robustgrid.core import RobustgridError
 
 NORMS = ("linf", "l2")
 

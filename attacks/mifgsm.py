@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import torch
+from robustgrid.attacks import register_attack
+from robustgrid.attacks.loop import GradientAttack
 from torch import Tensor
-
-from attacks import register_attack
-from attacks.loop import GradientAttack
 
 
 @register_attack("mifgsm")

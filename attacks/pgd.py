@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from attacks import register_attack
-from attacks.loop import GradientAttack
+from robustgrid.attacks import register_attack
+from robustgrid.attacks.loop import GradientAttack
 
 
 @register_attack("pgd")

@@ -13,11 +13,11 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+from robustgrid.attacks import register_attack
+from robustgrid.attacks.loop import GradientAttack, flat_norm
 from torch import Tensor
 
-from attacks import register_attack
-from attacks.loop import GradientAttack, flat_norm
-from models.errors import RobustgridError
+from robustgrid.core import RobustgridError
 
 SIGN_PLACEMENTS = ("average-then-sign", "sign-then-average")
 LUMA = (0.299, 0.587, 0.114)

@@ -7,12 +7,12 @@ pixels by lambda_t, lambda_t = (t - 1) / (2T): early steps push the pixels that 
 from __future__ import annotations
 
 import torch.nn.functional as F
+from robustgrid.attacks import register_attack
+from robustgrid.attacks.loop import GradientAttack
+from robustgrid.models.segmentation_task import IGNORE, check_label_ids
 from torch import Tensor
 
-from attacks import register_attack
-from attacks.loop import GradientAttack
-from models.errors import RobustgridError
-from models.segmentation_task import IGNORE, check_label_ids
+from robustgrid.core import RobustgridError
 
 LABEL_TASKS = ("segmentation", "classification")  # tasks whose outputs are class logits
 

@@ -9,11 +9,11 @@ gradient to the original layout exactly, and the cost per step equals PGD's.
 from __future__ import annotations
 
 import torch
+from robustgrid.attacks import register_attack
+from robustgrid.attacks.pgd import PGD
 from torch import Tensor
 
-from attacks import register_attack
-from attacks.pgd import PGD
-from models.errors import RobustgridError
+from robustgrid.core import RobustgridError
 
 REMAPS = ("shuffle", "shuffle+flip", "shuffle+rotate")
 

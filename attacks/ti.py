@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from robustgrid.attacks import register_attack
+from robustgrid.attacks.mifgsm import MIFGSM
 from torch import Tensor
 
-from attacks import register_attack
-from attacks.mifgsm import MIFGSM
-from models.errors import RobustgridError
+from robustgrid.core import RobustgridError
 
 
 def gaussian_kernel(size: int, nsig: float) -> Tensor:

@@ -7,10 +7,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+from robustgrid.attacks.loop import AttackResult, GradientAttack
 from torch import Tensor, nn
 
-from attacks.loop import AttackResult, GradientAttack
-from models.errors import RobustgridError
+from robustgrid.core import RobustgridError
 
 
 class _Counting(nn.Module):

@@ -7,40 +7,39 @@ import os
 import sys
 from pathlib import Path
 
-from models.errors import RobustgridError
+from robustgrid.core import RobustgridError
 
 LISTS = ("attacks", "defenses", "targets", "datasets", "tasks")
 
 
 def _list(kind: str) -> list[tuple[str, str]]:
     if kind == "attacks":
-        from attacks import list_attacks
+        from robustgrid.attacks import list_attacks
 
         extra = ("torchattacks:<Name>", "any torchattacks attack on a classifier, e.g. torchattacks:APGD")
         return [*list_attacks(), extra]
     if kind == "defenses":
-        from defenses import list_defenses
+        from robustgrid.defenses import list_defenses
 
         return list_defenses()
     if kind == "targets":
-        import models
-        from models.target import TARGET_PREFIXES, TARGETS
+        import robustgrid.models  # noqa: F401  (the zoo registers its targets on import)
+        from robustgrid.models.target import TARGET_PREFIXES, TARGETS
 
-        _ = models
         rows = [(n, f"[{TARGETS.entry(n).meta.get('task', '?')}] {d}") for n, d in TARGETS.describe()]
         return rows + [(f"{n}:<arch>", d) for n, d in TARGET_PREFIXES.describe()]
     if kind == "datasets":
-        from models.data import list_datasets
+        from robustgrid.models.data import list_datasets
 
         return list_datasets()
-    from models.tasks import TASKS
+    from robustgrid.models.tasks import TASKS
 
     return TASKS.describe()
 
 
 def _stats(args: argparse.Namespace) -> str:
-    from benchmark.stats import transfer_markdown, transfer_table
-    from benchmark.store import Store
+    from robustgrid.benchmark.stats import transfer_markdown, transfer_table
+    from robustgrid.benchmark.store import Store
 
     path = Path(args.out) / "cells.sqlite"
     if not path.is_file():
@@ -99,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(int(threads))
     try:
         if args.cmd == "run":
-            from benchmark import load_config, run_grid
+            from robustgrid.benchmark import load_config, run_grid
 
             cfg = load_config(args.config)
             out = Path(args.out) if args.out else Path("results") / Path(args.config).stem
@@ -112,18 +111,18 @@ def main(argv: list[str] | None = None) -> int:
             for name, desc in rows:
                 print(f"{name:<{width}}  {desc}")
         elif args.cmd == "zoo":
-            from models.zoo import train_zoo
+            from robustgrid.models.zoo import train_zoo
 
             for rec in train_zoo(args.names or None, force=args.force, commit=args.commit, progress=not args.quiet):
                 metrics = ", ".join(f"{k} {v:.4f}" for k, v in rec.metrics.items())
                 print(f"{rec.name}: {metrics} ({rec.source}, {rec.train_seconds:.0f} s train)")
         elif args.cmd == "report":
-            from benchmark.report import write_report
+            from robustgrid.benchmark.report import write_report
 
             paths = write_report(args.out)
             print(f"wrote {len(paths)} files to {args.out}")
         elif args.cmd == "params":
-            from models.iqa_models import fetch_niqe_params
+            from robustgrid.models.iqa_models import fetch_niqe_params
 
             print(f"wrote {fetch_niqe_params(args.dest)}")
         elif args.cmd == "stats":

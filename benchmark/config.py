@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from models.errors import RobustgridError
+from robustgrid.core import RobustgridError
 
 THREATS = ("whitebox", "transfer", "blind", "bpda", "adaptive")
 DEFENDED_THREATS = ("blind", "bpda", "adaptive")  # need a defense other than "none"

@@ -6,9 +6,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
-
-from benchmark.store import CellRow, Store
-from models.tasks import build_task
+from robustgrid.benchmark.store import CellRow, Store
+from robustgrid.models.tasks import build_task
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from benchmark.config import AttackSpec, Suite
+from robustgrid.benchmark.config import AttackSpec, Suite
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,14 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-from benchmark.curves import envelopes, final_cells
-from benchmark.plots import budget_plot, iteration_plot, transfer_heatmap
-from benchmark.sanity import FLAGS, sanity_flags
-from benchmark.stats import transfer_sections
-from benchmark.store import CellRow, Store
-from models.errors import RobustgridError
-from models.tasks import build_task
+from robustgrid.benchmark.curves import envelopes, final_cells
+from robustgrid.benchmark.plots import budget_plot, iteration_plot, transfer_heatmap
+from robustgrid.benchmark.sanity import FLAGS, sanity_flags
+from robustgrid.benchmark.stats import transfer_sections
+from robustgrid.benchmark.store import CellRow, Store
+from robustgrid.models.tasks import build_task
+
+from robustgrid.core import RobustgridError
 
 VERSION_KEYS = ("torch", "torchvision", "timm", "torchattacks", "pyiqa", "numpy", "git_commit")
 

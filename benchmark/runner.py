@@ -11,20 +11,20 @@ from typing import Any
 
 import numpy as np
 import torch
+from robustgrid.attacks import ATTACKS, build_attack
+from robustgrid.attacks.loop import GradientAttack
+from robustgrid.benchmark.config import Config, Suite
+from robustgrid.benchmark.planner import Unit, naive_grad_evals, plan_suite
+from robustgrid.benchmark.provenance import describe, module_hash
+from robustgrid.benchmark.store import Store
+from robustgrid.defenses import Defended, Purifier, bpda, build_defense
+from robustgrid.models.data import ImageDataset, build_dataset
+from robustgrid.models.target import Target, build_target, target_task
+from robustgrid.models.tasks import Task, build_task
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from attacks import ATTACKS, build_attack
-from attacks.loop import GradientAttack
-from benchmark.config import Config, Suite
-from benchmark.planner import Unit, naive_grad_evals, plan_suite
-from benchmark.provenance import describe, module_hash
-from benchmark.store import Store
-from defenses import Defended, Purifier, bpda, build_defense
-from models.data import ImageDataset, build_dataset
-from models.errors import RobustgridError
-from models.target import Target, build_target, target_task
-from models.tasks import Task, build_task
+from robustgrid.core import RobustgridError
 
 
 @dataclass
@@ -44,7 +44,7 @@ class Prepared:
 
 def _build_defense(spec_name: str, params: dict[str, Any], data: ImageDataset) -> Purifier:
     """Build a purifier; learned ones get the suite's dataset (to train on) unless the config names one."""
-    from defenses import DEFENSES
+    from robustgrid.defenses import DEFENSES
 
     accepts = inspect.signature(DEFENSES.entry(spec_name).fn).parameters
     if "dataset" in accepts and "dataset" not in params:
@@ -255,7 +255,7 @@ def run_grid(config: Config, out: str | Path, *, progress: bool = True, report: 
     finally:
         store.close()
     if report:
-        from benchmark.report import write_report
+        from robustgrid.benchmark.report import write_report
 
         write_report(out)
     return RunSummary(out, generated, reused, time.perf_counter() - start)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from benchmark.curves import final_cells
-from benchmark.store import CellRow
-from models.tasks import build_task
+from robustgrid.benchmark.curves import final_cells
+from robustgrid.benchmark.store import CellRow
+from robustgrid.models.tasks import build_task
 
 TOLERANCE = 0.02       # absolute slack on the primary metric before a flag is raised
 NO_FALL_FRACTION = 0.5  # at the largest budget a white-box attack should keep < half of clean performance

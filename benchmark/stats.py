@@ -13,10 +13,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from robustgrid.benchmark.store import CellRow, Store
+from robustgrid.models.tasks import build_task
 
-from benchmark.store import CellRow, Store
-from models.errors import RobustgridError
-from models.tasks import build_task
+from robustgrid.core import RobustgridError
 
 
 @dataclass(frozen=True)

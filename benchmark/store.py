@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from models.errors import RobustgridError
+from robustgrid.core import RobustgridError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS cells (

@@ -7,8 +7,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from models.errors import RobustgridError
-from models.registry import Registry
+from robustgrid.core import Registry, RobustgridError
 
 
 class Purifier(nn.Module):

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from robustgrid.defenses.base import Purifier
 from torch import Tensor
-
-from defenses.base import Purifier
 
 
 class _StraightThrough(torch.autograd.Function):

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from defenses.params import check_int
+from robustgrid.core import check_int
 
 CENTRE_MASK = ((1, 1, 1), (1, 0, 1), (1, 1, 1))
 RING_MASK = ((0, 1, 0, 1, 0), (1, 0, 0, 0, 1), (0, 0, 1, 0, 0), (1, 0, 0, 0, 1), (0, 1, 0, 1, 0))

@@ -11,14 +11,13 @@ import functools
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
+from robustgrid.defenses.bsn import BlindSpotNet
+from robustgrid.defenses.bsn_training import BSNRecipe, bsn_trainer, recipe_key, weights_name
+from robustgrid.defenses.unlabeled import unlabeled_images
+from robustgrid.models.data import DATASETS
+from robustgrid.models.data.base import fingerprint
+from robustgrid.models.zoo import ZooEntry, register_zoo
 from torch import Tensor
-
-from defenses.bsn import BlindSpotNet
-from defenses.bsn_training import BSNRecipe, bsn_trainer, recipe_key, weights_name
-from defenses.unlabeled import unlabeled_images
-from models.data import DATASETS
-from models.data.base import fingerprint
-from models.zoo import ZooEntry, register_zoo
 
 
 class ZooBSN(NamedTuple):

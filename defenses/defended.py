@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+from robustgrid.defenses.base import Purifier
 from torch import Tensor, nn
-
-from defenses.base import Purifier
 
 
 class Defended(nn.Module):

@@ -10,11 +10,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from robustgrid.defenses.base import Purifier, register_defense
 from torch import Tensor
 
-from defenses.base import Purifier, register_defense
-from defenses.params import check_float, check_int
-from models.errors import RobustgridError
+from robustgrid.core import RobustgridError, check_float, check_int
 
 
 def gaussian_kernel(kernel_size: int, sigma: float, dtype: torch.dtype = torch.float64) -> Tensor:

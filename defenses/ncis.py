@@ -13,15 +13,14 @@ import hashlib
 from typing import Any
 
 import torch
+from robustgrid.defenses.base import Purifier, register_defense
+from robustgrid.defenses.bsn import BlindSpotNet
+from robustgrid.defenses.bsn_training import BSNRecipe, load_bsn
+from robustgrid.defenses.bsn_zoo import default_recipe
+from robustgrid.defenses.gaussian import gaussian_kernel, smooth
 from torch import Tensor, nn
 
-from defenses.base import Purifier, register_defense
-from defenses.bsn import BlindSpotNet
-from defenses.bsn_training import BSNRecipe, load_bsn
-from defenses.bsn_zoo import default_recipe
-from defenses.gaussian import gaussian_kernel, smooth
-from defenses.params import check_choice, check_float, check_int
-from models.errors import RobustgridError
+from robustgrid.core import RobustgridError, check_choice, check_float, check_int
 
 MODES = ("bsn", "alternate", "mix")
 

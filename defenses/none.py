@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+from robustgrid.defenses.base import Purifier, register_defense
 from torch import Tensor
-
-from defenses.base import Purifier, register_defense
 
 
 @register_defense("none")

@@ -11,12 +11,11 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from robustgrid.models.data import DATASETS, build_dataset
+from robustgrid.models.data.base import subset_indices
 from torch import Tensor
 
-from models.data import DATASETS, build_dataset
-from models.data.base import subset_indices
-from models.errors import RobustgridError
-from models.registry import Registry
+from robustgrid.core import Registry, RobustgridError
 
 UNLABELED: Registry[Tensor] = Registry("unlabeled image set")
 
@@ -63,7 +62,7 @@ def as_unit_images(images: Tensor, what: str) -> Tensor:
 @register_unlabeled("fashion-mnist")
 def fashion_mnist_images(split: str = "train") -> Tensor:
     """Fashion-MNIST clothing images, 1 x 28 x 28 grey, uint8 (train 60k, test 10k)."""
-    from models.data.fashion_mnist import load_fashion_mnist
+    from robustgrid.models.data.fashion_mnist import load_fashion_mnist
 
     images, _ = load_fashion_mnist(split)
     return torch.from_numpy(images.copy()).unsqueeze(1)  # the loader's cached array is read-only

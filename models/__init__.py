@@ -3,14 +3,15 @@
 (The one exception is lazy and by name: ``models.zoo.load_zoo`` imports the blind-spot networks' zoo entries.)
 """
 
-from models import iqa_task, segmentation_task  # noqa: F401  (register the "iqa" and "segmentation" tasks)
-from models.errors import RobustgridError
-from models.target import TARGETS, Normalized, Target, register_target
-from models.tasks import TASKS, Task, build_task
+from robustgrid.models import iqa_task, segmentation_task  # noqa: F401  (register the "iqa" and "segmentation" tasks)
+from robustgrid.models.target import TARGETS, Normalized, Target, register_target
+from robustgrid.models.tasks import TASKS, Task, build_task
+
+from robustgrid.core import RobustgridError
 
 __all__ = ["RobustgridError", "TARGETS", "Normalized", "Target", "register_target", "TASKS", "Task", "build_task"]
 
 # the built-in zoo registers its targets on import (timm itself is imported lazily)
-import models.classifiers  # noqa: E402, F401
-import models.iqa_models  # noqa: E402, F401
-import models.segmenters  # noqa: E402, F401
+import robustgrid.models.classifiers  # noqa: E402, F401
+import robustgrid.models.iqa_models  # noqa: E402, F401
+import robustgrid.models.segmenters  # noqa: E402, F401

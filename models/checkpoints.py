@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from models.errors import RobustgridError
+from robustgrid.core import RobustgridError
 
 
 def file_sha256(path: str | Path) -> str:

@@ -15,16 +15,16 @@ from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
+from robustgrid.models.cache import WeightsRecord
+from robustgrid.models.checkpoints import file_sha256, load_weights
+from robustgrid.models.data import ImageDataset, build_dataset, fingerprint
+from robustgrid.models.data.fashion_mnist import CLASSES, MEAN, STD, load_fashion_mnist
+from robustgrid.models.target import Normalized, Target, build_target, register_target_prefix
+from robustgrid.models.training import fit
+from robustgrid.models.zoo import ZooEntry, register_zoo
 from torch import Tensor, nn
 
-from models.cache import WeightsRecord
-from models.checkpoints import file_sha256, load_weights
-from models.data import ImageDataset, build_dataset, fingerprint
-from models.data.fashion_mnist import CLASSES, MEAN, STD, load_fashion_mnist
-from models.errors import RobustgridError
-from models.target import Normalized, Target, build_target, register_target_prefix
-from models.training import fit
-from models.zoo import ZooEntry, register_zoo
+from robustgrid.core import RobustgridError
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 

@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from robustgrid.models.checkpoints import file_sha256, load_weights
+from robustgrid.models.data import clive, iqa_patches, koniq  # noqa: F401  (the IQA datasets register on import)
+from robustgrid.models.iqa_task import QUALITY_RANGE, quality
+from robustgrid.models.target import Target, register_target, register_target_prefix
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
-from models.checkpoints import file_sha256, load_weights
-from models.data import clive, iqa_patches, koniq  # noqa: F401  (the IQA datasets register on import)
-from models.errors import RobustgridError
-from models.iqa_task import QUALITY_RANGE, quality
-from models.target import Target, register_target, register_target_prefix
+from robustgrid.core import RobustgridError
 
 
 class QualityScale(nn.Module):
@@ -222,7 +222,7 @@ def read_niqe_params(path: str | Path) -> tuple[Any, Any]:
 
 def default_niqe_params() -> Path:
     """Where ``make niqe-params`` puts basicsr's NIQE parameters: $ROBUSTGRID_HOME/params/niqe_pris_params.npz."""
-    from models.cache import robustgrid_home
+    from robustgrid.models.cache import robustgrid_home
 
     return robustgrid_home() / "params" / "niqe_pris_params.npz"
 
@@ -282,8 +282,7 @@ def niqe_target(params: str | Path | None = None, input_shape: Any = (3, 384, 38
     Images need at least two 96 x 96 blocks; pyiqa's rounding inside NIQE is already differentiable.
     """
     import scipy.io
-
-    from models.cache import robustgrid_home
+    from robustgrid.models.cache import robustgrid_home
 
     path = Path(params) if params is not None else default_niqe_params()
     mu, cov = read_niqe_params(path)
@@ -303,4 +302,4 @@ def niqe_target(params: str | Path | None = None, input_shape: Any = (3, 384, 38
                       {"architecture": "niqe", "source": "pyiqa", "params": str(path), "sha256": digest})
 
 
-import models.iqa_zoo  # noqa: E402, F401  (the embedded IQA zoo registers its targets on import)
+import robustgrid.models.iqa_zoo  # noqa: E402, F401  (the embedded IQA zoo registers its targets on import)

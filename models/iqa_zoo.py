@@ -14,17 +14,16 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from robustgrid.models.cache import WeightsRecord
+from robustgrid.models.classifiers import IMAGENET_MEAN, IMAGENET_STD, create_timm
+from robustgrid.models.data import ImageDataset
+from robustgrid.models.data.iqa_patches import PatchConfig, skimage_iqa
+from robustgrid.models.iqa_models import iqa_target, no_download_options, pyiqa_arch
+from robustgrid.models.iqa_task import krocc, plcc, srocc
+from robustgrid.models.target import Normalized, Target
+from robustgrid.models.training import fit
+from robustgrid.models.zoo import ZooEntry, register_zoo
 from torch import Tensor, nn
-
-from models.cache import WeightsRecord
-from models.classifiers import IMAGENET_MEAN, IMAGENET_STD, create_timm
-from models.data import ImageDataset
-from models.data.iqa_patches import PatchConfig, skimage_iqa
-from models.iqa_models import iqa_target, no_download_options, pyiqa_arch
-from models.iqa_task import krocc, plcc, srocc
-from models.target import Normalized, Target
-from models.training import fit
-from models.zoo import ZooEntry, register_zoo
 
 PATCH = PatchConfig().patch
 

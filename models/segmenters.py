@@ -18,16 +18,16 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from robustgrid.models.cache import WeightsRecord
+from robustgrid.models.checkpoints import file_sha256, load_state_dict, load_weights
+from robustgrid.models.data.scenes import GENERATOR_VERSION, IGNORE, NUM_CLASSES, SceneConfig, render_scenes
+from robustgrid.models.segmentation_task import Segmentation
+from robustgrid.models.target import Normalized, Target, register_target_prefix
+from robustgrid.models.training import fit
+from robustgrid.models.zoo import ZooEntry, register_zoo
 from torch import Tensor, nn
 
-from models.cache import WeightsRecord
-from models.checkpoints import file_sha256, load_state_dict, load_weights
-from models.data.scenes import GENERATOR_VERSION, IGNORE, NUM_CLASSES, SceneConfig, render_scenes
-from models.errors import RobustgridError
-from models.segmentation_task import Segmentation
-from models.target import Normalized, Target, register_target_prefix
-from models.training import fit
-from models.zoo import ZooEntry, register_zoo
+from robustgrid.core import RobustgridError
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 SCENES_MEAN, SCENES_STD = (0.425,) * 3, (0.215,) * 3  # pixel statistics of fmnist-scenes train images
@@ -152,7 +152,7 @@ def scenes(split: str, count: int) -> tuple[Tensor, Tensor]:
 
 def scenes_key() -> str:
     """What determines every scene: generator version and config plus the Fashion-MNIST source data."""
-    from models.classifiers import fmnist_train_fingerprint
+    from robustgrid.models.classifiers import fmnist_train_fingerprint
 
     return f"fmnist-scenes:v{GENERATOR_VERSION}:{asdict(SceneConfig())}:{fmnist_train_fingerprint()}"
 

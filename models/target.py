@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from models.registry import Registry
+from robustgrid.core import Registry
 
 
 class Normalized(nn.Module):

@@ -14,8 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from models.errors import RobustgridError
-from models.registry import Registry
+from robustgrid.core import Registry, RobustgridError
 
 TASKS: Registry[Task] = Registry("task")
 

@@ -10,9 +10,8 @@ from collections.abc import Callable
 from typing import Protocol
 
 import torch
+from robustgrid.models.zoo import progress_bar
 from torch import Tensor, nn
-
-from models.zoo import progress_bar
 
 
 class TrainingRecipe(Protocol):

@@ -17,12 +17,11 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from robustgrid.models.cache import COMMITTED, WeightsRecord, find_weights, load_or_train, train_and_store
+from robustgrid.models.target import TARGETS, Target
 from torch import nn
 
-from models.cache import COMMITTED, WeightsRecord, find_weights, load_or_train, train_and_store
-from models.errors import RobustgridError
-from models.registry import Registry
-from models.target import TARGETS, Target
+from robustgrid.core import Registry, RobustgridError
 
 TrainFn = Callable[[bool], tuple[nn.Module, dict[str, float]]]  # progress -> (trained module, test metrics)
 
@@ -50,7 +49,7 @@ ZOO: Registry[ZooEntry] = Registry("zoo model")
 
 # Modules of packages above ``models`` that register zoo entries. They import ``models``, so ``models`` cannot
 # import them when it loads; ``load_zoo`` imports them by name when the whole zoo is needed.
-EXTERNAL_ZOO_MODULES = ("defenses.bsn_zoo",)
+EXTERNAL_ZOO_MODULES = ("robustgrid.defenses.bsn_zoo",)
 
 
 def load_zoo() -> Registry[ZooEntry]:

@@ -18,7 +18,7 @@ torch.set_num_threads(int(os.environ.get("ROBUSTGRID_THREADS", "2")))
 @pytest.fixture(scope="session")
 def fmnist_batch() -> tuple[torch.Tensor, torch.Tensor]:
     """64 Fashion-MNIST test images (seeded subset) and labels."""
-    from models.data import build_dataset
+    from robustgrid.models.data import build_dataset
 
     ds = build_dataset("fashion-mnist", split="test", size=64, seed=0)
     return ds.images, ds.labels
@@ -27,6 +27,6 @@ def fmnist_batch() -> tuple[torch.Tensor, torch.Tensor]:
 @pytest.fixture(scope="session")
 def zoo_resnet():
     """The committed Fashion-MNIST ResNet target (never trains in tests)."""
-    from models.zoo import zoo_target
+    from robustgrid.models.zoo import zoo_target
 
     return zoo_target("fmnist-resnet", allow_train=False)

@@ -6,8 +6,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from models.data.base import ImageDataset, fingerprint, subset, subset_indices
-from models.registry import Registry
+from robustgrid.models.data.base import ImageDataset, fingerprint, subset, subset_indices
+
+from robustgrid.core import Registry
 
 DATASETS: Registry[ImageDataset] = Registry("dataset")
 
@@ -29,7 +30,7 @@ def list_datasets() -> list[tuple[str, str]]:
 
 
 # loaders register themselves on import
-from models.data import cityscapes, clive, fashion_mnist, imagefolder, iqa_patches, koniq, scenes, voc  # noqa: E402, F401
+from robustgrid.models.data import cityscapes, clive, fashion_mnist, imagefolder, iqa_patches, koniq, scenes, voc  # noqa: E402, F401
 
 __all__ = ["DATASETS", "ImageDataset", "build_dataset", "fingerprint", "list_datasets", "register_dataset",
            "subset", "subset_indices"]

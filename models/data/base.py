@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from models.errors import RobustgridError
+from robustgrid.core import RobustgridError
 
 ArrayT = TypeVar("ArrayT", np.ndarray, Tensor)
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from robustgrid.models.data import register_dataset
+from robustgrid.models.data.base import ImageDataset
+from robustgrid.models.data.segpairs import pair_dataset
 
-from models.data import register_dataset
-from models.data.base import ImageDataset
-from models.data.segpairs import pair_dataset
-from models.errors import RobustgridError
+from robustgrid.core import RobustgridError
 
 NUM_CLASSES = 19
 SPLITS = ("train", "val", "test")

@@ -11,11 +11,11 @@ import os
 from pathlib import Path
 
 import numpy as np
+from robustgrid.models.data import register_dataset
+from robustgrid.models.data.base import ImageDataset
+from robustgrid.models.data.mos import parse_scores, read_score_csv, scored_dataset
 
-from models.data import register_dataset
-from models.data.base import ImageDataset
-from models.data.mos import parse_scores, read_score_csv, scored_dataset
-from models.errors import RobustgridError
+from robustgrid.core import RobustgridError
 
 NAMES_MAT, MOS_MAT, CSV = "Data/AllImages_release.mat", "Data/AllMOS_release.mat", "clive.csv"
 

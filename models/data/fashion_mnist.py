@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from robustgrid.models.cache import robustgrid_home
+from robustgrid.models.data import register_dataset
+from robustgrid.models.data.base import ImageDataset, fingerprint, subset
 
-from models.cache import robustgrid_home
-from models.data import register_dataset
-from models.data.base import ImageDataset, fingerprint, subset
-from models.errors import RobustgridError
+from robustgrid.core import RobustgridError
 
 FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),

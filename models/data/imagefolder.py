@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import torch
+from robustgrid.models.data import register_dataset
+from robustgrid.models.data.base import ImageDataset, fingerprint, subset_indices
 
-from models.data import register_dataset
-from models.data.base import ImageDataset, fingerprint, subset_indices
-from models.errors import RobustgridError
+from robustgrid.core import RobustgridError
 
 EXTENSIONS = (".jpg", ".jpeg", ".png")
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from models.data import register_dataset
-from models.data.base import ImageDataset
-from models.data.mos import read_score_csv, scored_dataset
-from models.errors import RobustgridError
+from robustgrid.models.data import register_dataset
+from robustgrid.models.data.base import ImageDataset
+from robustgrid.models.data.mos import read_score_csv, scored_dataset
+
+from robustgrid.core import RobustgridError
 
 SCORES = "koniq10k_scores_and_distributions.csv"
 RESOLUTIONS = ("1024x768", "512x384")

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from robustgrid.models.data.base import ImageDataset, fingerprint, subset_indices
 
-from models.data.base import ImageDataset, fingerprint, subset_indices
-from models.errors import RobustgridError
+from robustgrid.core import RobustgridError
 
 SPLITS = ("all", "train", "test")
 TRAIN_FRACTION = 0.8   # the usual IQA convention: a random 80/20 split of the images

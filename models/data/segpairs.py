@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from robustgrid.models.data.base import ImageDataset, fingerprint, subset_indices
 from torch import Tensor
 
-from models.data.base import ImageDataset, fingerprint, subset_indices
-from models.errors import RobustgridError
+from robustgrid.core import RobustgridError
 
 
 def _open(path: Path, mode: str | None) -> object:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from models.data import register_dataset
-from models.data.base import ImageDataset
-from models.data.segpairs import pair_dataset
-from models.errors import RobustgridError
+from robustgrid.models.data import register_dataset
+from robustgrid.models.data.base import ImageDataset
+from robustgrid.models.data.segpairs import pair_dataset
+
+from robustgrid.core import RobustgridError
 
 NUM_CLASSES = 21
 SPLITS = ("train", "val", "trainval")

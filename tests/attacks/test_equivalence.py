@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torchattacks
-
-from attacks import build_attack
+from robustgrid.attacks import build_attack
 
 
 @pytest.mark.parametrize("seed", [0, 1])

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from robustgrid.attacks import build_attack
 
-from attacks import build_attack
-from models.errors import RobustgridError
+from robustgrid.core import RobustgridError
 
 
 def accuracy(model, x, y) -> float:

@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from robustgrid.benchmark import load_config, parse_config, run_grid
 
-from benchmark import load_config, parse_config, run_grid
-from models.errors import RobustgridError
+from robustgrid.core import RobustgridError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -76,8 +76,8 @@ def test_cli_exit_status_two_and_one_line(tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text('seed = 0\n[[suite]]\ntask = "classification"\ndataset = "fashion-mnist"\n'
                    'targets = ["fmnist-resnet"]\nbudget = { eps = [-1.0] }\n[[suite.attacks]]\nname = "pgd"\n')
-    proc = subprocess.run([sys.executable, "-m", "benchmark.cli", "run", str(cfg), "--out", str(tmp_path / "o")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "robustgrid.benchmark.cli", "run", str(cfg), "--out",
+                           str(tmp_path / "o")], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "budget eps must be >= 0.0" in lines[0]
@@ -85,15 +85,14 @@ def test_cli_exit_status_two_and_one_line(tmp_path):
 
 
 def test_cli_unknown_list_kind_and_report_without_store(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "benchmark.cli", "report", str(tmp_path)], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-m", "robustgrid.benchmark.cli", "report", str(tmp_path)], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "no results store" in proc.stderr
 
 
 def test_adaptive_threat_refused_for_non_differentiable_purifier(small_config, tmp_path):
     import torch
-
-    from defenses import DEFENSES, Purifier, register_defense
+    from robustgrid.defenses import DEFENSES, Purifier, register_defense
 
     if "test-quantize" not in DEFENSES:
         @register_defense("test-quantize")

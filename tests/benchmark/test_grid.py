@@ -6,10 +6,9 @@ import csv
 import sqlite3
 
 import numpy as np
-
-from benchmark import parse_config, run_grid
-from benchmark.curves import envelopes
-from benchmark.store import Store
+from robustgrid.benchmark import parse_config, run_grid
+from robustgrid.benchmark.curves import envelopes
+from robustgrid.benchmark.store import Store
 
 
 def rows(path):

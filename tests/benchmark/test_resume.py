@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
+from robustgrid.benchmark import parse_config, run_grid
 
-from benchmark import parse_config, run_grid
 from tests.benchmark.conftest import SMALL_TOML
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,7 +43,7 @@ def test_killed_cli_run_resumes(small_config, tmp_path, sig):
     cfg_path = tmp_path / "tiny.toml"
     cfg_path.write_text(SMALL_TOML)
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "benchmark.cli", "run", str(cfg_path), "--out", str(out), "--quiet"]
+    cmd = [sys.executable, "-m", "robustgrid.benchmark.cli", "run", str(cfg_path), "--out", str(out), "--quiet"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120

@@ -7,14 +7,14 @@ import math
 
 import numpy as np
 import pytest
+from robustgrid.benchmark import parse_config, run_grid
+from robustgrid.benchmark.cli import main
+from robustgrid.benchmark.stats import bootstrap, transfer_markdown, transfer_table
+from robustgrid.benchmark.store import Store
+from robustgrid.models.iqa_task import IQA
+from robustgrid.models.segmentation_task import IGNORE, Segmentation, confusion_matrix, miou
 
-from benchmark import parse_config, run_grid
-from benchmark.cli import main
-from benchmark.stats import bootstrap, transfer_markdown, transfer_table
-from benchmark.store import Store
-from models.errors import RobustgridError
-from models.iqa_task import IQA
-from models.segmentation_task import IGNORE, Segmentation, confusion_matrix, miou
+from robustgrid.core import RobustgridError
 
 
 def test_bootstrap_of_a_mean_matches_the_normal_theory_width():
@@ -155,7 +155,7 @@ def test_stats_cli_prints_the_table_and_fails_cleanly(transfer_store, tmp_path, 
 
 
 def test_report_shows_the_transfer_table_against_pgd(transfer_store):
-    from benchmark.report import write_report
+    from robustgrid.benchmark.report import write_report
 
     write_report(transfer_store)
     md = (transfer_store / "leaderboard.md").read_text()

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from robustgrid.defenses import BPDA, Defended, Purifier, bpda, build_defense, list_defenses
+from robustgrid.defenses.gaussian import GaussianSmoothing
 from torch import Tensor, nn
 
-from defenses import BPDA, Defended, Purifier, bpda, build_defense, list_defenses
-from defenses.gaussian import GaussianSmoothing
-from models.errors import RobustgridError
+from robustgrid.core import RobustgridError
 
 
 class Jitter(Purifier):

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from defenses.bsn import BlindSpotNet
+from robustgrid.defenses.bsn import BlindSpotNet
 
 H = W = 20
 POSITIONS = [(0, 0), (0, W - 1), (H - 1, 0), (H - 1, W - 1), (0, 7), (11, W - 1), (10, 10), (3, 5)]

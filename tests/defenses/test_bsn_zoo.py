@@ -6,17 +6,17 @@ import subprocess
 import sys
 
 import pytest
+import robustgrid.defenses.bsn_training as training
 import torch
+from robustgrid.defenses import bsn_zoo, register_unlabeled
+from robustgrid.defenses.bsn_zoo import BSN_ZOO, default_recipe, register_bsn
+from robustgrid.defenses.ncis import NCIS
+from robustgrid.defenses.unlabeled import UNLABELED
+from robustgrid.models.cache import recipe_hash
+from robustgrid.models.target import TARGETS
+from robustgrid.models.zoo import ZOO, load_zoo, train_zoo, zoo_target
 
-import defenses.bsn_training as training
-from defenses import bsn_zoo, register_unlabeled
-from defenses.bsn_zoo import BSN_ZOO, default_recipe, register_bsn
-from defenses.ncis import NCIS
-from defenses.unlabeled import UNLABELED
-from models.cache import recipe_hash
-from models.errors import RobustgridError
-from models.target import TARGETS
-from models.zoo import ZOO, load_zoo, train_zoo, zoo_target
+from robustgrid.core import RobustgridError
 
 NAMES = [training.weights_name(dataset) for dataset in BSN_ZOO]
 
@@ -54,8 +54,8 @@ def toy_zoo(tmp_path, monkeypatch):
     """A tiny unlabeled set and its BSN entry, with committed folder and cache under ``tmp_path``."""
     for registry in (ZOO, TARGETS, UNLABELED):
         monkeypatch.setattr(registry, "_entries", dict(registry._entries))
-    monkeypatch.setattr("models.cache.COMMITTED", tmp_path / "committed")
-    monkeypatch.setattr("models.zoo.COMMITTED", tmp_path / "committed")
+    monkeypatch.setattr("robustgrid.models.cache.COMMITTED", tmp_path / "committed")
+    monkeypatch.setattr("robustgrid.models.zoo.COMMITTED", tmp_path / "committed")
     monkeypatch.setenv("ROBUSTGRID_HOME", str(tmp_path / "home"))
 
     @register_unlabeled("toy-bsn")
@@ -94,7 +94,7 @@ def test_train_zoo_stores_weights_that_load_bsn_finds_without_training(toy_zoo, 
 
 def test_a_process_that_imported_only_models_finds_the_bsn_entries() -> None:
     """What a spawned training worker (and ``robustgrid zoo train``) sees: models imported, defenses not."""
-    code = ("import sys, models.zoo as z; assert 'defenses' not in sys.modules; "
-            "print(z.load_zoo().build('ncis-bsn-skimage-iqa').cost, 'defenses.bsn_zoo' in sys.modules)")
+    code = ("import sys, robustgrid.models.zoo as z; assert 'robustgrid.defenses' not in sys.modules; "
+            "print(z.load_zoo().build('ncis-bsn-skimage-iqa').cost, 'robustgrid.defenses.bsn_zoo' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.split() == [str(BSN_ZOO["skimage-iqa"].cpu_seconds), "True"]

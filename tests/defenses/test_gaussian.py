@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from robustgrid.defenses import build_defense
+from robustgrid.defenses.gaussian import GaussianSmoothing, gaussian_kernel
 
-from defenses import build_defense
-from defenses.gaussian import GaussianSmoothing, gaussian_kernel
 from tests.defenses.finite_diff import check_gradient
 
 
@@ -67,7 +67,7 @@ def test_gradient_matches_finite_differences() -> None:
     ({"iterations": 1.5}, "iterations"),
 ])
 def test_bad_params_name_the_parameter(params: dict, name: str) -> None:
-    from models.errors import RobustgridError
+    from robustgrid.core import RobustgridError
 
     with pytest.raises(RobustgridError, match=rf"^gaussian: {name} must be .*, got ") as err:
         build_defense("gaussian", **params)
@@ -75,7 +75,7 @@ def test_bad_params_name_the_parameter(params: dict, name: str) -> None:
 
 
 def test_too_small_image_is_a_clear_error() -> None:
-    from models.errors import RobustgridError
+    from robustgrid.core import RobustgridError
 
     with pytest.raises(RobustgridError, match="kernel_size 5"):
         GaussianSmoothing(kernel_size=5)(torch.rand(1, 1, 2, 8))

@@ -7,15 +7,15 @@ import json
 
 import pytest
 import torch
+from robustgrid.defenses import build_defense
+from robustgrid.defenses.bsn import BlindSpotNet
+from robustgrid.defenses.bsn_zoo import BSN_ZOO
+from robustgrid.defenses.gaussian import GaussianSmoothing, gaussian_kernel, smooth
+from robustgrid.defenses.ncis import NCIS
+from robustgrid.models.cache import COMMITTED
 from torch import Tensor, nn
 
-from defenses import build_defense
-from defenses.bsn import BlindSpotNet
-from defenses.bsn_zoo import BSN_ZOO
-from defenses.gaussian import GaussianSmoothing, gaussian_kernel, smooth
-from defenses.ncis import NCIS
-from models.cache import COMMITTED
-from models.errors import RobustgridError
+from robustgrid.core import RobustgridError
 from tests.defenses.finite_diff import check_gradient
 
 
@@ -119,7 +119,7 @@ class BlindSpotGaussian(nn.Module):
 
 @pytest.mark.parametrize("dataset", sorted(BSN_ZOO))
 def test_committed_weights_load_without_training_and_reproduce_their_test_mse(dataset: str) -> None:
-    import defenses.bsn_training as training
+    import robustgrid.defenses.bsn_training as training
 
     recipe = BSN_ZOO[dataset].recipe
     try:
@@ -146,7 +146,7 @@ def test_committed_weights_load_without_training_and_reproduce_their_test_mse(da
 
 @pytest.mark.parametrize("dataset", sorted(BSN_ZOO))
 def test_committed_purifier_changes_clean_images_little_and_passes_gradient(dataset: str) -> None:
-    from defenses.unlabeled import unlabeled_images
+    from robustgrid.defenses.unlabeled import unlabeled_images
 
     ncis = committed_ncis(dataset)
     x = unlabeled_images(dataset, "test", 32, seed=1)

@@ -7,9 +7,8 @@ import hashlib
 import numpy as np
 import pytest
 import torch
-
-from models.data import build_dataset
-from models.data.iqa_patches import (
+from robustgrid.models.data import build_dataset
+from robustgrid.models.data.iqa_patches import (
     DISTORTIONS,
     SOURCES,
     PatchConfig,

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from robustgrid.attacks import build_attack
+from robustgrid.attacks.sega import SEGA, local_variance
 from torch import Tensor, nn
 
-from attacks import build_attack
-from attacks.sega import SEGA, local_variance
-from models.errors import RobustgridError
+from robustgrid.core import RobustgridError
 
 
 class Quadratic(nn.Module):
@@ -175,7 +175,7 @@ def test_weights_must_match_the_sources() -> None:
 
 
 def test_sega_is_registered_for_iqa_only() -> None:
-    from attacks import ATTACKS
+    from robustgrid.attacks import ATTACKS
 
     for name in ("sega", "sega-nosmooth", "sega-nosign", "sega-nomask"):
         assert ATTACKS.entry(name).meta["tasks"] == ("iqa",)

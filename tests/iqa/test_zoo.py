@@ -7,14 +7,13 @@ import json
 import numpy as np
 import pytest
 import torch
-
-from attacks import build_attack
-from models.cache import COMMITTED, recipe_hash
-from models.data import build_dataset
-from models.iqa_task import quantize8, srocc
-from models.iqa_zoo import IQA_ZOO, predict
-from models.tasks import build_task
-from models.zoo import ZOO, zoo_target
+from robustgrid.attacks import build_attack
+from robustgrid.models.cache import COMMITTED, recipe_hash
+from robustgrid.models.data import build_dataset
+from robustgrid.models.iqa_task import quantize8, srocc
+from robustgrid.models.iqa_zoo import IQA_ZOO, predict
+from robustgrid.models.tasks import build_task
+from robustgrid.models.zoo import ZOO, zoo_target
 
 MIN_TEST_SROCC = 0.55  # every zoo model; recorded (models/weights/iqa-*.json): cnniqa 0.591, resnet 0.609, nfnet 0.580
 

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 import timm
 import torch
+from robustgrid.models.cache import find_weights, load_or_train, train_and_store
+from robustgrid.models.checkpoints import file_sha256
+from robustgrid.models.classifiers import build_classifier_target, build_net, timm_target
 from safetensors.torch import save_file
 from timm.data import IMAGENET_DEFAULT_STD, resolve_data_config
 from torch import nn
 
-from models.cache import find_weights, load_or_train, train_and_store
-from models.checkpoints import file_sha256
-from models.classifiers import build_classifier_target, build_net, timm_target
-from models.errors import RobustgridError
+from robustgrid.core import RobustgridError
 
 SMALL = {
     "resnet10t": {"channels": (8, 16, 32, 64), "stem_width": 8},
@@ -97,7 +97,7 @@ def test_pickled_object_is_refused(tmp_path: Path) -> None:
 
 
 def test_tampered_committed_weights_are_refused(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr("models.cache.COMMITTED", tmp_path)
+    monkeypatch.setattr("robustgrid.models.cache.COMMITTED", tmp_path)
     monkeypatch.setenv("ROBUSTGRID_HOME", str(tmp_path / "home"))
     recipe = {"arch": "linear", "seed": 0}
     rec = train_and_store("lin", recipe, lambda: (nn.Linear(3, 2), {"test_accuracy": 0.5}), commit=True)

@@ -6,14 +6,14 @@ import json
 
 import pytest
 import torch
+from robustgrid.models.cache import COMMITTED, recipe_hash
+from robustgrid.models.classifiers import FMNIST_ZOO, accuracy
+from robustgrid.models.data import build_dataset
+from robustgrid.models.target import TARGETS, Target
+from robustgrid.models.zoo import ZOO, ZooEntry, register_zoo, train_zoo, zoo_target
 from torch import nn
 
-from models.cache import COMMITTED, recipe_hash
-from models.classifiers import FMNIST_ZOO, accuracy
-from models.data import build_dataset
-from models.errors import RobustgridError
-from models.target import TARGETS, Target
-from models.zoo import ZOO, ZooEntry, register_zoo, train_zoo, zoo_target
+from robustgrid.core import RobustgridError
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +49,8 @@ def test_zoo_mechanics_with_a_toy_entry(tmp_path, monkeypatch) -> None:
     """Missing weights are trained into the cache, fresh ones reused, ``commit`` promotes without retraining."""
     monkeypatch.setattr(ZOO, "_entries", dict(ZOO._entries))
     monkeypatch.setattr(TARGETS, "_entries", dict(TARGETS._entries))
-    monkeypatch.setattr("models.cache.COMMITTED", tmp_path / "committed")
-    monkeypatch.setattr("models.zoo.COMMITTED", tmp_path / "committed")
+    monkeypatch.setattr("robustgrid.models.cache.COMMITTED", tmp_path / "committed")
+    monkeypatch.setattr("robustgrid.models.zoo.COMMITTED", tmp_path / "committed")
     monkeypatch.setenv("ROBUSTGRID_HOME", str(tmp_path / "home"))
     calls = []
 

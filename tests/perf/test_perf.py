@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 import torchattacks
-
-from attacks import build_attack
+from robustgrid.attacks import build_attack
 
 pytestmark = pytest.mark.perf
 RATIOS: dict[str, float] = {}
@@ -35,7 +34,7 @@ def _save() -> None:
 
 @pytest.fixture(scope="module")
 def batch():
-    from models.data import build_dataset
+    from robustgrid.models.data import build_dataset
 
     ds = build_dataset("fashion-mnist", split="test", size=256, seed=0)
     return ds.images, ds.labels
@@ -43,7 +42,7 @@ def batch():
 
 @pytest.fixture(scope="module")
 def model():
-    from models.zoo import zoo_target
+    from robustgrid.models.zoo import zoo_target
 
     return zoo_target("fmnist-resnet", allow_train=False).module
 

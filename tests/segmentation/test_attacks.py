@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from robustgrid.attacks import build_attack
+from robustgrid.attacks.di import resize_pad
+from robustgrid.attacks.ti import gaussian_kernel, smooth
 
-from attacks import build_attack
-from attacks.di import resize_pad
-from attacks.ti import gaussian_kernel, smooth
-from models.errors import RobustgridError
+from robustgrid.core import RobustgridError
 
 SEG_ATTACKS = ["pgd", "mifgsm", "di", "ti", "segpgd", "segtrans"]
 
@@ -87,7 +87,7 @@ def test_segpgd_weights_shift_from_correct_to_wrong_pixels():
 
 
 def test_segpgd_refuses_tasks_without_class_logits(monkeypatch):
-    from models.tasks import TASKS, Classification
+    from robustgrid.models.tasks import TASKS, Classification
 
     class Scores(Classification):
         name = "scores"

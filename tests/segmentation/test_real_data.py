@@ -6,14 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import robustgrid.models.data.voc  # noqa: F401  (registers voc2012)
 import torch
 from PIL import Image
+from robustgrid.models.data import build_dataset
+from robustgrid.models.data.cityscapes import TRAIN_IDS
+from robustgrid.models.target import build_target
 
-import models.data.voc  # noqa: F401  (registers voc2012)
-from models.data import build_dataset
-from models.data.cityscapes import TRAIN_IDS
-from models.errors import RobustgridError
-from models.target import build_target
+from robustgrid.core import RobustgridError
 
 VOC_PALETTE = [v for i in range(256) for v in (i * 3 % 256, i * 7 % 256, i * 11 % 256)]
 
@@ -99,7 +99,7 @@ def test_cityscapes_missing_root_or_files_are_one_line_errors(tmp_path):
 
 
 def _save(module: torch.nn.Module, path: Path) -> Path:
-    from models.checkpoints import save_weights
+    from robustgrid.models.checkpoints import save_weights
 
     save_weights(module, path)
     return path

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from robustgrid.attacks import build_attack
+from robustgrid.attacks.segtrans import block_permutation, remap, unremap
 
-from attacks import build_attack
-from attacks.segtrans import block_permutation, remap, unremap
-from models.errors import RobustgridError
+from robustgrid.core import RobustgridError
 
 
 @pytest.mark.parametrize("flip, rotate", [(False, False), (True, False), (False, True)])

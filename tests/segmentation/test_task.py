@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from robustgrid.models import build_task
+from robustgrid.models.segmentation_task import Segmentation, confusion_matrix, miou
 
-from models import build_task
-from models.errors import RobustgridError
-from models.segmentation_task import Segmentation, confusion_matrix, miou
+from robustgrid.core import RobustgridError
 
 
 def test_registered_with_its_metric_direction():
@@ -82,7 +82,7 @@ def test_bad_label_maps_are_one_line_errors(labels, message):
 
 
 def test_class_id_beyond_the_model_outputs_is_an_error_during_the_attack(tiny_segmenter, seg_batch):
-    from attacks import build_attack
+    from robustgrid.attacks import build_attack
 
     x, y = seg_batch
     y = y.clone()

@@ -6,12 +6,11 @@ import json
 
 import pytest
 import torch
-
-from attacks import build_attack
-from models.cache import COMMITTED
-from models.data.scenes import make_scenes
-from models.segmenters import CHECK_SCENES, SEGMENTER_ZOO, segmentation_metrics
-from models.zoo import zoo_target
+from robustgrid.attacks import build_attack
+from robustgrid.models.cache import COMMITTED
+from robustgrid.models.data.scenes import make_scenes
+from robustgrid.models.segmenters import CHECK_SCENES, SEGMENTER_ZOO, segmentation_metrics
+from robustgrid.models.zoo import zoo_target
 
 NAMES = list(SEGMENTER_ZOO)
 
