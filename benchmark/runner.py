@@ -71,9 +71,10 @@ def prepare(suite: Suite, seed: int, raw_config: str) -> Prepared:
         if tgt.task != suite.task:
             raise RobustgridError(f"{where}: target {spec.name!r} is a {tgt.task} model, the suite's task is "
                                   f"{suite.task}")
-        if tuple(tgt.input_shape) != tuple(data.images.shape[1:]):
+        if not tgt.accepts(tuple(data.images.shape[1:])):
             raise RobustgridError(f"{where}: target {spec.name!r} takes images of shape {tuple(tgt.input_shape)}, "
-                                  f"dataset {data.name!r} gives {tuple(data.images.shape[1:])}")
+                                  f"dataset {data.name!r} gives {tuple(data.images.shape[1:])} (set the dataset's "
+                                  f"crop, or the target's input_size where the architecture allows it)")
         targets[spec.name] = tgt
     task.check_batch(data.images[: suite.batch_size], data.labels[: suite.batch_size])
     defenses = {d.name: _build_defense(d.name, d.kwargs, data) for d in suite.defenses}

@@ -86,12 +86,23 @@ def _per_channel(values: tuple[float, ...], in_chans: int, what: str) -> tuple[f
     raise RobustgridError(f"{what} has {len(values)} channels but the model takes {in_chans}; pass {what}=")
 
 
+def fixed_input_size(net: nn.Module) -> bool:
+    """Whether a timm network only takes its configured resolution (a ViT-style strict patch embedding);
+    CNNs with global pooling take any size, so their input size follows the data."""
+    embed = getattr(net, "patch_embed", None)
+    return embed is not None and bool(getattr(embed, "strict_img_size", True)) and \
+        not bool(getattr(embed, "dynamic_img_size", False))
+
+
 def timm_target(arch: str, weights: str | Path | None = None, num_classes: int = 1000, in_chans: int = 3,
                 pretrained: bool = False, name: str | None = None, mean: tuple[float, ...] | None = None,
-                std: tuple[float, ...] | None = None, **model_kwargs: Any) -> Target:
+                std: tuple[float, ...] | None = None, input_size: int | tuple[int, int] | None = None,
+                **model_kwargs: Any) -> Target:
     """A timm classifier on [0, 1] images; weights from a local file (safe loader) or timm's hub download.
 
-    Normalisation (the pretrained config's mean/std unless given) happens inside the Target's module.
+    Normalisation (the pretrained config's mean/std unless given) happens inside the Target's module. The input
+    size is ``input_size`` if given, else the pretrained config's test size; a network that takes any size (a CNN)
+    is marked size-flexible, so it evaluates the dataset's own resolution.
     """
     if (weights is None) == (not pretrained):
         raise RobustgridError(f"timm:{arch} needs exactly one of weights = PATH or pretrained = true")
@@ -101,14 +112,21 @@ def timm_target(arch: str, weights: str | Path | None = None, num_classes: int =
     cfg = dict(getattr(net, "pretrained_cfg", None) or {})
     mean = _per_channel(mean or cfg.get("mean", IMAGENET_MEAN), in_chans, "mean")
     std = _per_channel(std or cfg.get("std", IMAGENET_STD), in_chans, "std")
-    # evaluation resolution: timm's test size where the recipe trained smaller (e.g. resnet10t: 176 -> 224)
-    size = model_kwargs.get("img_size", (cfg.get("test_input_size") or cfg.get("input_size", (3, 224, 224)))[1:])
+    # the pretrained config's evaluation resolution (timm's test size where the recipe trained smaller, e.g.
+    # resnet10t: 176 -> 224) is only the default: an explicit input_size or, for a CNN, the data's size wins
+    default = model_kwargs.get("img_size", (cfg.get("test_input_size") or cfg.get("input_size", (3, 224, 224)))[1:])
+    default = (default, default) if isinstance(default, int) else tuple(default)
+    size = default if input_size is None else input_size
     h, w = (size, size) if isinstance(size, int) else tuple(size)
+    fixed = fixed_input_size(net)
     provenance = {"architecture": arch, "model_kwargs": model_kwargs, "mean": mean, "std": std, "source": "timm",
                   "weights": str(weights) if weights else f"timm-pretrained:{cfg.get('tag', arch)}",
-                  "sha256": file_sha256(weights) if weights else None}
+                  "sha256": file_sha256(weights) if weights else None,
+                  "pretrained_input_size": list(default),
+                  "size_flexible": not fixed}
     return Target(name=name or f"timm:{arch}", task="classification", module=Normalized(net, mean, std),
-                  input_shape=(in_chans, h, w), num_classes=num_classes, provenance=provenance)
+                  input_shape=(in_chans, h, w), num_classes=num_classes, provenance=provenance,
+                  size_flexible=not fixed and input_size is None)
 
 
 @register_target_prefix("timm", task="classification")

@@ -37,6 +37,7 @@ class Target:
     score_range: tuple[float, float] | None = None  # IQA: range of the score
     lower_better: bool = False                      # IQA: is a lower score a better image?
     provenance: dict[str, Any] = field(default_factory=dict)  # architecture, weights file, sha256, metric
+    size_flexible: bool = False  # takes any H x W (a CNN with global pooling): the data's size is used
 
     def __post_init__(self) -> None:
         self.module.eval()
@@ -44,6 +45,12 @@ class Target:
 
     def __call__(self, x: Tensor) -> Tensor:
         return self.module(x)
+
+    def accepts(self, shape: tuple[int, ...]) -> bool:
+        """Whether images of ``shape`` (C, H, W) fit: same channels, and the same size unless size-flexible."""
+        shape = tuple(shape)
+        return shape == tuple(self.input_shape) or (self.size_flexible and len(shape) == 3
+                                                    and shape[0] == self.input_shape[0])
 
 
 TARGETS: Registry[Target] = Registry("target")

@@ -152,3 +152,19 @@ def test_custom_mobilenet_keeps_a_14x14_first_stage() -> None:
         assert net(x).shape == (2, 10)
     with pytest.raises(RobustgridError, match="bad MobileNetV3 arch_def"):
         build_net("mobilenetv3_custom", num_classes=10, in_chans=1, arch_def=[["zz_r1_k3"]])
+
+
+def test_a_cnn_takes_the_data_size_and_a_vit_keeps_its_own(tmp_path: Path) -> None:
+    """resnet50's pretrained config says 288 px (timm's test size); a 224 px ImageFolder crop must still fit."""
+    resnet = timm_target("resnet10t", weights=save(small_net("resnet10t"), tmp_path / "r.pt"), num_classes=5,
+                         **SMALL["resnet10t"])
+    assert resnet.size_flexible and resnet.provenance["pretrained_input_size"] == [224, 224]
+    assert resnet.accepts((3, 224, 224)) and resnet.accepts((3, 64, 48)) and not resnet.accepts((1, 224, 224))
+    with torch.no_grad():
+        assert resnet(torch.rand(2, 3, 64, 48)).shape == (2, 5)
+    fixed = timm_target("resnet10t", weights=save(small_net("resnet10t"), tmp_path / "f.pt"), num_classes=5,
+                        input_size=96, **SMALL["resnet10t"])
+    assert fixed.input_shape == (3, 96, 96) and not fixed.size_flexible and not fixed.accepts((3, 64, 64))
+    vit = timm_target("vit_tiny_patch16_224", weights=save(small_net("vit_tiny_patch16_224"), tmp_path / "v.pt"),
+                      num_classes=5, **SMALL["vit_tiny_patch16_224"])
+    assert not vit.size_flexible and vit.accepts((3, 32, 32)) and not vit.accepts((3, 64, 64))
