@@ -30,10 +30,17 @@ class ImageDataset:
     def __len__(self) -> int:
         return len(self.images)
 
-    def batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
-        """Consecutive (images, labels) batches in dataset order."""
-        for start in range(0, len(self), batch_size):
-            yield self.images[start:start + batch_size], self.labels[start:start + batch_size]
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """The shape of one image, (C, H, W)."""
+        return tuple(self.images.shape[1:])
+
+    def batches(self, batch_size: int, start: int = 0, stop: int | None = None) -> Iterator[tuple[Tensor, Tensor]]:
+        """Consecutive (images, labels) batches of samples ``start:stop`` in dataset order."""
+        stop = len(self) if stop is None else min(stop, len(self))
+        for i in range(start, stop, batch_size):
+            j = min(i + batch_size, stop)
+            yield self.images[i:j], self.labels[i:j]
 
 
 def fingerprint(*arrays: np.ndarray | Tensor | bytes | str) -> str:

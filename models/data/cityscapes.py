@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 from robustgrid.models.data import register_dataset
-from robustgrid.models.data.base import ImageDataset
 from robustgrid.models.data.segpairs import pair_dataset
+from robustgrid.models.data.stream import StreamingDataset
 
 from robustgrid.core import RobustgridError
 
@@ -45,9 +45,9 @@ def cityscapes_pairs(root: str | Path | None, split: str) -> list[tuple[Path, Pa
 
 @register_dataset("cityscapes", task="segmentation", splits=SPLITS, num_classes=NUM_CLASSES, ignore_index=255)
 def cityscapes(split: str = "val", size: int | None = None, seed: int = 0, root: str | Path | None = None,
-               resize: int = 512, crop: int | tuple[int, int] | None = None) -> ImageDataset:
+               resize: int = 512, crop: int | tuple[int, int] | None = None, workers: int = 2) -> StreamingDataset:
     """Cityscapes fine, 19 classes (val 500, 1024x2048): shorter side resized (512 -> 512x1024), optional crop."""
     if split not in SPLITS:
         raise RobustgridError(f"cityscapes has no split {split!r}; valid: {', '.join(SPLITS)}")
     return pair_dataset("cityscapes", split, cityscapes_pairs(root, split), size, seed, resize, crop, NUM_CLASSES,
-                        lut=train_id_lut())
+                        lut=train_id_lut(), workers=workers)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 from robustgrid.models.data import register_dataset
-from robustgrid.models.data.base import ImageDataset
 from robustgrid.models.data.mos import parse_scores, read_score_csv, scored_dataset
+from robustgrid.models.data.stream import StreamingDataset
 
 from robustgrid.core import RobustgridError
 
@@ -57,9 +57,10 @@ def clive_root(root: str | Path | None) -> Path:
 
 @register_dataset("clive", task="iqa")
 def clive(split: str = "test", size: int | None = None, seed: int = 0, root: str | Path | None = None,
-          resize: int | list[int] | None = None, crop: int | list[int] | None = None) -> ImageDataset:
+          resize: int | list[int] | None = None, crop: int | list[int] | None = None,
+          workers: int = 2) -> StreamingDataset:
     """CLIVE photos with MOS (0-100); split all / train / test (seeded 80/20); crop or resize to one size."""
     folder = clive_root(root)
     names, mos = read_clive_scores(folder)
     return scored_dataset("clive", names, mos, [folder / "Images", folder / "Images" / "trainingImages"],
-                          split, size, seed, resize, crop)
+                          split, size, seed, resize, crop, workers)

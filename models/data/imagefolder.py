@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
 import torch
 from robustgrid.models.data import register_dataset
-from robustgrid.models.data.base import ImageDataset, fingerprint, subset_indices
+from robustgrid.models.data.base import subset_indices
+from robustgrid.models.data.stream import StreamingDataset, stream_fingerprint
 
 from robustgrid.core import RobustgridError
 
@@ -67,11 +69,19 @@ def load_image(path: Path, resize: int, crop: int, interpolation: str) -> torch.
     return TF.pil_to_tensor(im).float().div_(255)
 
 
+def read_sample(item: tuple[Path, int], resize: int, crop: int,
+                interpolation: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """One (image, label) of an image folder, read when a batch asks for it (picklable for loader workers)."""
+    path, label = item
+    return load_image(path, resize, crop, interpolation), torch.tensor(label, dtype=torch.int64)
+
+
 @register_dataset("imagefolder", task="classification")
 def imagefolder(split: str = "test", size: int | None = None, seed: int = 0, root: str | Path | None = None,
                 resize: int = 256, crop: int = 224, interpolation: str = "bilinear",
-                class_index: str | Path | None = None) -> ImageDataset:
-    """ImageNet-style root/<class>/*.jpg (classes sorted = label ids, or a class index file), resized and cropped."""
+                class_index: str | Path | None = None, workers: int = 2) -> StreamingDataset:
+    """ImageNet-style root/<class>/*.jpg (classes sorted = label ids, or a class index file), resized and cropped,
+    streamed from disk in batches by ``workers`` loader processes."""
     if root is None:
         raise RobustgridError("dataset 'imagefolder' needs root = the folder of class sub-folders")
     if interpolation not in ("nearest", "bilinear", "bicubic"):
@@ -80,8 +90,12 @@ def imagefolder(split: str = "test", size: int | None = None, seed: int = 0, roo
         raise RobustgridError(f"crop {crop} is larger than resize {resize}")
     root = Path(root).expanduser()
     files, labels, num_classes = list_images(root, read_class_index(class_index) if class_index else None)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise RobustgridError(f"imagefolder workers must be an integer >= 0, got {workers!r}")
     idx = subset_indices(len(files), size, seed).tolist()
-    images = torch.stack([load_image(files[i], resize, crop, interpolation) for i in idx])
-    targets = torch.tensor([labels[i] for i in idx], dtype=torch.int64)
-    return ImageDataset(name="imagefolder", split=split, images=images, labels=targets,
-                        fingerprint=fingerprint(images, targets), num_classes=num_classes)
+    items = [(files[i], labels[i]) for i in idx]
+    params = {"resize": resize, "crop": crop, "interpolation": interpolation}
+    key, _ = stream_fingerprint("imagefolder", split, params, [[p] for p, _ in items], [lab for _, lab in items], root)
+    return StreamingDataset("imagefolder", split, items, functools.partial(read_sample, **params), key, (3, crop, crop),
+                            labels=torch.tensor([lab for _, lab in items], dtype=torch.int64),
+                            num_classes=num_classes, workers=workers)

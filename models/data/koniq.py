@@ -10,8 +10,8 @@ import os
 from pathlib import Path
 
 from robustgrid.models.data import register_dataset
-from robustgrid.models.data.base import ImageDataset
 from robustgrid.models.data.mos import read_score_csv, scored_dataset
+from robustgrid.models.data.stream import StreamingDataset
 
 from robustgrid.core import RobustgridError
 
@@ -22,7 +22,7 @@ RESOLUTIONS = ("1024x768", "512x384")
 @register_dataset("koniq10k", task="iqa")
 def koniq10k(split: str = "test", size: int | None = None, seed: int = 0, root: str | Path | None = None,
              resize: int | list[int] | None = None, crop: int | list[int] | None = None,
-             resolution: str = "1024x768", score: str = "MOS") -> ImageDataset:
+             resolution: str = "1024x768", score: str = "MOS", workers: int = 2) -> StreamingDataset:
     """KonIQ-10k photos with MOS (column ``score``: MOS 1-5 or MOS_zscore); split all / train / test (80/20)."""
     if resolution not in RESOLUTIONS:
         raise RobustgridError(f"unknown KonIQ resolution {resolution!r}; valid: {', '.join(RESOLUTIONS)}")
@@ -35,4 +35,4 @@ def koniq10k(split: str = "test", size: int | None = None, seed: int = 0, root: 
     if not (folder / resolution).is_dir():
         raise RobustgridError(f"KonIQ-10k folder {folder} has no {resolution}/ image folder")
     names, mos = read_score_csv(folder / SCORES, score)
-    return scored_dataset("koniq10k", names, mos, [folder / resolution], split, size, seed, resize, crop)
+    return scored_dataset("koniq10k", names, mos, [folder / resolution], split, size, seed, resize, crop, workers)

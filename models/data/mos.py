@@ -7,6 +7,7 @@ the selected images, and centre crop / resize to one common size (a dataset is o
 from __future__ import annotations
 
 import csv
+import functools
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from robustgrid.models.data.base import ImageDataset, fingerprint, subset_indices
+from robustgrid.models.data.base import subset_indices
+from robustgrid.models.data.stream import StreamingDataset, stream_fingerprint
 
 from robustgrid.core import RobustgridError
 
@@ -113,19 +115,32 @@ def read_image(path: Path, resize: tuple[int, int] | None, crop: tuple[int, int]
     return x
 
 
+def read_scored(item: tuple[Path, float], resize: tuple[int, int] | None,
+                crop: tuple[int, int] | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One (image, MOS) sample, read when a batch asks for it (picklable for loader workers)."""
+    return read_image(item[0], resize, crop), torch.tensor(item[1], dtype=torch.float32)
+
+
 def scored_dataset(name: str, names: list[str], scores: np.ndarray, folders: Sequence[Path], split: str,
                    size: int | None, seed: int, resize: int | Sequence[int] | None = None,
-                   crop: int | Sequence[int] | None = None) -> ImageDataset:
-    """Check every listed image exists, pick the split and the seeded subset, read only those images."""
+                   crop: int | Sequence[int] | None = None, workers: int = 2) -> StreamingDataset:
+    """Check every listed image exists and reads, pick the split and the seeded subset, and stream those images."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise RobustgridError(f"{name} workers must be an integer >= 0, got {workers!r}")
     paths = resolve_images(names, folders)
     idx = split_indices(len(names), split)
     idx = idx[subset_indices(len(idx), size, seed).numpy()]
     rs, cr = _pair(resize, "resize"), _pair(crop, "crop")
-    images = [read_image(paths[i], rs, cr) for i in idx]
-    shapes = sorted({tuple(x.shape[-2:]) for x in images})
+    items = [(paths[i], float(scores[i])) for i in idx]
+    key, sizes = stream_fingerprint(name, split, {"resize": rs, "crop": cr}, [[p] for p, _ in items],
+                                    [(names[i], float(scores[i])) for i in idx], folders[0])
+    shapes = sorted({cr or rs or (h, w) for ((w, h), _), in sizes})
+    for (path, _), (((w, h), _),) in zip(items, sizes, strict=True):
+        if cr is not None and (cr[0] > (rs or (h, w))[0] or cr[1] > (rs or (h, w))[1]):
+            raise RobustgridError(f"crop {cr[0]}x{cr[1]} is larger than image {path.name} ({h}x{w})")
     if len(shapes) > 1:
         raise RobustgridError(f"{name} images differ in size ({shapes[0][0]}x{shapes[0][1]} vs "
                               f"{shapes[-1][0]}x{shapes[-1][1]}); pass crop = N or resize = [H, W]")
-    x = torch.stack(images)
-    y = torch.from_numpy(scores[idx].copy())
-    return ImageDataset(name, split, x, y, fingerprint(x, y, *[names[i] for i in idx]))
+    return StreamingDataset(name, split, items, functools.partial(read_scored, resize=rs, crop=cr), key,
+                            (3, *shapes[0]) if shapes else (3, 0, 0),
+                            labels=torch.tensor([s for _, s in items], dtype=torch.float32), workers=workers)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from robustgrid.models.data import register_dataset
-from robustgrid.models.data.base import ImageDataset
 from robustgrid.models.data.segpairs import pair_dataset
+from robustgrid.models.data.stream import StreamingDataset
 
 from robustgrid.core import RobustgridError
 
@@ -40,8 +40,9 @@ def voc_pairs(folder: Path, split: str) -> list[tuple[Path, Path]]:
 
 @register_dataset("voc2012", task="segmentation", splits=SPLITS, num_classes=NUM_CLASSES, ignore_index=255)
 def voc2012(split: str = "val", size: int | None = None, seed: int = 0, root: str | Path | None = None,
-            resize: int = 512, crop: int | tuple[int, int] | None = 512) -> ImageDataset:
+            resize: int = 512, crop: int | tuple[int, int] | None = 512, workers: int = 2) -> StreamingDataset:
     """PASCAL VOC 2012 segmentation, 21 classes (val 1,449): shorter side resized, centre crop."""
     if split not in SPLITS:
         raise RobustgridError(f"voc2012 has no split {split!r}; valid: {', '.join(SPLITS)}")
-    return pair_dataset("voc2012", split, voc_pairs(find_voc(root), split), size, seed, resize, crop, NUM_CLASSES)
+    return pair_dataset("voc2012", split, voc_pairs(find_voc(root), split), size, seed, resize, crop, NUM_CLASSES,
+                        workers=workers)
