@@ -9,7 +9,7 @@ from pathlib import Path
 
 from robustgrid.core import RobustgridError
 
-LISTS = ("attacks", "defenses", "targets", "datasets", "tasks")
+LISTS = ("attacks", "defenses", "targets", "datasets", "tasks", "threats")
 
 
 def _list(kind: str) -> list[tuple[str, str]]:
@@ -32,6 +32,10 @@ def _list(kind: str) -> list[tuple[str, str]]:
         from robustgrid.models.data import list_datasets
 
         return list_datasets()
+    if kind == "threats":
+        from robustgrid.benchmark.threats import list_threats
+
+        return list_threats()
     from robustgrid.models.tasks import TASKS
 
     return TASKS.describe()
@@ -83,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("--eps", type=float, required=True, help="the budget to compare attacks at")
     st.add_argument("--metric", action="append", help="metric(s) with intervals (default: the task's primary)")
     st.add_argument("--extra", action="append", default=[], help="stored per-cell metric(s) to show as means")
-    st.add_argument("--threat", default="transfer")
+    st.add_argument("--threat", default=None, help="threat of the cells (default: the transfer threat)")
     st.add_argument("--defense", default="none")
     st.add_argument("--steps", type=int, default=None, help="checkpoint (default: each attack's last)")
     st.add_argument("--baseline", default=None, help="attack to take paired differences against")

@@ -10,10 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from robustgrid.core import RobustgridError
+from robustgrid.benchmark.threats import default_threats, get_threat, threats_in_order
 
-THREATS = ("whitebox", "transfer", "blind", "bpda", "adaptive")
-DEFENDED_THREATS = ("blind", "bpda", "adaptive")  # need a defense other than "none"
+from robustgrid.core import RobustgridError
 
 
 @dataclass(frozen=True)
@@ -73,7 +72,7 @@ class Suite:
     attacks: tuple[AttackSpec, ...]
     budget: Budget
     defenses: tuple[Spec, ...] = (Spec("none"),)
-    threats: tuple[str, ...] = ("whitebox",)
+    threats: tuple[str, ...] = field(default_factory=default_threats)
     sources: tuple[tuple[str, ...], ...] = ()
     batch_size: int = 256
     early_stop: bool = True
@@ -144,12 +143,15 @@ def _suite(t: dict[str, Any], i: int) -> Suite:
         _fail(where, "targets must be a non-empty list")
     targets = tuple(_spec(x, where, "target") for x in t["targets"])
     defenses = tuple(_spec(x, where, "defense") for x in t.get("defenses", ["none"]))
-    threats = tuple(t.get("threats", ["whitebox"]))
+    threats = t.get("threats", list(default_threats()))
+    if not isinstance(threats, list) or not all(isinstance(th, str) for th in threats):
+        _fail(where, f"threats must be a list of threat names, got {threats!r}")
+    threats = tuple(threats)
     for th in threats:
-        if th not in THREATS:
-            close = difflib.get_close_matches(str(th), THREATS, n=1)
-            _fail(where, f"unknown threat {th!r}" + (f"; did you mean {close[0]}?" if close else
-                                                     f"; valid: {', '.join(THREATS)}"))
+        try:
+            get_threat(th)
+        except RobustgridError as exc:
+            _fail(where, str(exc))
     b = t["budget"]
     if not isinstance(b, dict):
         _fail(where, "budget must be a table with norm and eps")
@@ -180,15 +182,16 @@ def _suite(t: dict[str, Any], i: int) -> Suite:
     transfer = t.get("transfer", {})
     _check_keys(transfer, ("sources",), f"{where} transfer")
     sources = tuple(tuple(s) if isinstance(s, list) else (s,) for s in transfer.get("sources", []))
-    if "transfer" in threats and not sources:
+    if not sources and any(get_threat(th).source_plan == "transfer-groups" for th in threats):
         sources = tuple((x.name,) for x in targets)  # default: every target as a single source
     names = {x.name for x in targets}
     for group in sources:
         for s in group:
             if s not in names:
                 _fail(where, f"transfer source {s!r} is not one of the suite's targets ({', '.join(sorted(names))})")
-    if any(th in DEFENDED_THREATS for th in threats) and all(d.name == "none" for d in defenses):
-        _fail(where, "threats blind/bpda/adaptive need at least one defense other than 'none'")
+    if any(get_threat(th).needs_defense for th in threats) and all(d.name == "none" for d in defenses):
+        defended = "/".join(t.name for t in threats_in_order() if t.needs_defense)
+        _fail(where, f"threats {defended} need at least one defense other than 'none'")
     batch = int(_number(t.get("batch_size", 256), where, "batch_size", lo=1, integer=True))
     eot = int(_number(t.get("eot_samples", 8), where, "eot_samples", lo=1, integer=True))
     early = t.get("early_stop", True)

@@ -1,8 +1,9 @@
 """Expand a suite into cells, grouped by generation unit so that no adversarial image is made twice.
 
-A generation unit is (attack, sources, threat, defense-if-adaptive, eps): its examples serve every
+A generation unit is (attack, sources, threat, defense-if-the-attack-sees-it, eps): its examples serve every
 cell that evaluates them — all checkpoints of the iteration curve, every transfer target, and every
-defense for purifier-blind evaluation.
+defense for purifier-blind evaluation. Which units and cells a threat has is the threat's to say
+(``benchmark/threats.py``); the planner only crosses them with attacks and budgets.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 from dataclasses import dataclass
 
 from robustgrid.benchmark.config import AttackSpec, Suite
+from robustgrid.benchmark.threats import generations
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,8 @@ class Unit:
     suite: str
     attack: AttackSpec
     sources: tuple[str, ...]
-    threat: str          # whitebox, transfer, bpda or adaptive (blind cells ride on whitebox units)
-    defense: str         # the purifier the attack differentiates through ("none" unless bpda/adaptive)
+    threat: str          # the generating threat (a threat that rides on another has no units of its own)
+    defense: str         # the purifier the attack differentiates through ("none" if the threat sees none)
     eps: float
     checkpoints: tuple[int, ...]
     evals: tuple[Eval, ...]
@@ -64,9 +66,6 @@ def digest(obj: object) -> str:
 
 def plan_suite(suite: Suite, seed: int, identity: dict[str, str]) -> list[Unit]:
     """All generation units of a suite. ``identity`` maps target/defense/dataset names to content hashes."""
-    defenses = [d.name for d in suite.defenses]
-    guarded = [d for d in defenses if d != "none"]
-    targets = [t.name for t in suite.targets]
     units: list[Unit] = []
     common = {"suite": suite.name, "task": suite.task, "dataset": identity["dataset"], "seed": seed,
               "norm": suite.budget.norm, "batch_size": suite.batch_size, "eot_samples": suite.eot_samples,
@@ -91,23 +90,14 @@ def plan_suite(suite: Suite, seed: int, identity: dict[str, str]) -> list[Unit]:
         units.append(Unit(suite.name, attack, sources, threat, defense, eps, checkpoints, tuple(evals),
                           tuple(cells), unit_key, int(unit_key[:8], 16)))
 
+    plan = generations(suite.threats)
     for attack in suite.attacks:
         for eps in suite.budget.eps:
-            if "whitebox" in suite.threats or "blind" in suite.threats:
-                for t in targets:
-                    evals = [Eval(t, "none", "whitebox")] if "whitebox" in suite.threats else []
-                    if "blind" in suite.threats:
-                        evals += [Eval(t, d, "blind") for d in guarded]
-                    add(attack, (t,), "whitebox", "none", eps, evals)
-            if "transfer" in suite.threats:
-                for sources in suite.sources:
-                    evals = [Eval(t, d, "transfer") for t in targets if t not in sources for d in defenses]
-                    add(attack, sources, "transfer", "none", eps, evals)
-            for threat in ("bpda", "adaptive"):
-                if threat in suite.threats:
-                    for t in targets:
-                        for d in guarded:
-                            add(attack, (t,), threat, d, eps, [Eval(t, d, threat)])
+            for threat, users in plan:
+                for sources in threat.source_groups(suite):
+                    for defense in threat.unit_defenses(suite):
+                        evals = [Eval(t, d, u.name) for u in users for t, d in u.evaluations(suite, sources, defense)]
+                        add(attack, sources, threat.name, defense, eps, evals)
     return units
 
 

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from robustgrid.benchmark.curves import CurveKey, budget_curve, final_cells, iteration_curve, key_of  # noqa: E402
 from robustgrid.benchmark.store import CellRow  # noqa: E402
+from robustgrid.benchmark.threats import get_threat  # noqa: E402
 
 
 def _grid(n: int) -> tuple[plt.Figure, np.ndarray]:
@@ -24,7 +25,7 @@ def _grid(n: int) -> tuple[plt.Figure, np.ndarray]:
 
 
 def _label(k: CurveKey) -> str:
-    src = "" if k.threat != "transfer" else f" <- {'+'.join(k.sources)}"
+    src = f" <- {'+'.join(k.sources)}" if get_threat(k.threat).cross_model else ""
     return f"{k.target}" + (f" +{k.defense}" if k.defense != "none" else "") + src
 
 
@@ -86,7 +87,7 @@ def transfer_heatmap(cells: list[CellRow], suite: str, attack: str, metric: str,
                      fmt: Callable[[float], str] = lambda v: f"{v:.2f}") -> Path | None:
     """Source set x target at the largest budget, no defense; the diagonal is the white-box value."""
     final = [c for c in final_cells(cells) if c.suite == suite and c.attack == attack and c.defense == "none"]
-    tr = [c for c in final if c.threat == "transfer"]
+    tr = [c for c in final if get_threat(c.threat).cross_model]
     if not tr:
         return None
     eps = max(c.eps for c in tr)
@@ -96,9 +97,9 @@ def transfer_heatmap(cells: list[CellRow], suite: str, attack: str, metric: str,
     for c in final:
         if c.eps != eps:
             continue
-        if c.threat == "transfer" and c.sources in sources:
+        if get_threat(c.threat).cross_model and c.sources in sources:
             grid[sources.index(c.sources), targets.index(c.target)] = c.value
-        if c.threat == "whitebox" and (c.target,) in sources:
+        if get_threat(c.threat).white_box and (c.target,) in sources:
             grid[sources.index((c.target,)), targets.index(c.target)] = c.value
     fig, ax = plt.subplots(figsize=(1.4 + 1.3 * len(targets), 1.0 + 0.6 * len(sources)))
     im = ax.imshow(grid, cmap="viridis", aspect="auto")

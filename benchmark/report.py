@@ -14,6 +14,7 @@ from robustgrid.benchmark.plots import budget_plot, iteration_plot, transfer_hea
 from robustgrid.benchmark.sanity import FLAGS, sanity_flags
 from robustgrid.benchmark.stats import transfer_sections
 from robustgrid.benchmark.store import CellRow, Store
+from robustgrid.benchmark.threats import get_threat, threats_by_rank, threats_in_order
 from robustgrid.models.tasks import build_task
 
 from robustgrid.core import RobustgridError
@@ -68,7 +69,7 @@ def leaderboard(store: Store, cells: list[CellRow], env: dict[str, float]) -> tu
         task, metric = sel[0].task, sel[0].metric
         eps_all = sorted({c.eps for c in sel if c.eps > 0})
         show_eps = eps_all[-2:] if len(eps_all) > 1 else eps_all
-        threats = [t for t in ("whitebox", "blind", "bpda", "adaptive", "transfer") if any(c.threat == t for c in sel)]
+        threats = [t.name for t in threats_in_order() if any(c.threat == t.name for c in sel)]
         rows = []
         for target, defense in sorted({(c.target, c.defense) for c in sel}):
             row = {"target": target, "defense": defense, "clean": clean.get((suite, target, defense))}
@@ -78,7 +79,7 @@ def leaderboard(store: Store, cells: list[CellRow], env: dict[str, float]) -> tu
                                                and c.target == target and c.defense == defense])
             row["flags"] = sorted({f for th in threats for f in flags.get((suite, target, defense, th), [])})
             rows.append(row)
-        rank_key = next(((th, show_eps[-1]) for th in ("adaptive", "whitebox", "bpda", "blind", "transfer")
+        rank_key = next(((th, show_eps[-1]) for th in [t.name for t in threats_by_rank()]
                          if show_eps and any(r.get((th, show_eps[-1])) is not None for r in rows)), None)
         hi = build_task(task).robust_is_high
         rows.sort(key=lambda r: (r.get(rank_key) is None, -(r.get(rank_key) or 0) if hi else (r.get(rank_key) or 0)))
@@ -172,7 +173,7 @@ def write_report(out: str | Path) -> list[Path]:
                           iteration_plot(cells, suite, threat, metric, out / f"iterations_{stem}")):
                     if p:
                         plots[suite].append(p)
-            for attack in sorted({c.attack for c in sel if c.threat == "transfer"}):
+            for attack in sorted({c.attack for c in sel if get_threat(c.threat).cross_model}):
                 p = transfer_heatmap(cells, suite, attack, metric, out / f"transfer_{_slug(suite)}_{_slug(attack)}.png")
                 if p:
                     plots[suite].append(p)

@@ -17,7 +17,8 @@ from robustgrid.benchmark.config import Config, Suite
 from robustgrid.benchmark.planner import Unit, naive_grad_evals, plan_suite
 from robustgrid.benchmark.provenance import describe, module_hash
 from robustgrid.benchmark.store import Store
-from robustgrid.defenses import Defended, Purifier, bpda, build_defense
+from robustgrid.benchmark.threats import get_threat
+from robustgrid.defenses import Defended, Purifier, build_defense
 from robustgrid.models.data import ImageDataset, build_dataset
 from robustgrid.models.target import Target, build_target, target_task
 from robustgrid.models.tasks import Task, build_task
@@ -78,10 +79,9 @@ def prepare(suite: Suite, seed: int, raw_config: str) -> Prepared:
         targets[spec.name] = tgt
     task.check_batch(data.images[: suite.batch_size], data.labels[: suite.batch_size])
     defenses = {d.name: _build_defense(d.name, d.kwargs, data) for d in suite.defenses}
-    for name, p in defenses.items():
-        if "adaptive" in suite.threats and name != "none" and not p.differentiable:
-            raise RobustgridError(f"{where}: threat 'adaptive' needs a differentiable purifier; {name!r} is not "
-                                  f"(use 'bpda')")
+    for threat in suite.threats:
+        for name, purifier in defenses.items():
+            get_threat(threat).check_purifier(where, name, purifier)
     for a in suite.attacks:
         tasks = ATTACKS.entry(a.name).meta.get("tasks") if a.name in ATTACKS else None
         if tasks is not None and suite.task not in tasks:
@@ -113,14 +113,6 @@ def clean_key(identity: dict[str, str], target: str, defense: str) -> str:
 def _eval_module(p: Prepared, target: str, defense: str) -> nn.Module:
     module = p.targets[target].module
     return module if defense == "none" else Defended(module, p.defenses[defense])
-
-
-def _attack_models(p: Prepared, unit: Unit) -> list[nn.Module]:
-    if unit.threat in ("whitebox", "transfer"):
-        return [p.targets[s].module for s in unit.sources]
-    purifier = p.defenses[unit.defense]
-    wrapped = bpda(purifier) if unit.threat == "bpda" else purifier
-    return [Defended(p.targets[unit.sources[0]].module, wrapped)]
 
 
 def _seeded(seed: int) -> Any:
@@ -162,10 +154,10 @@ def configure_attack(p: Prepared, unit: Unit) -> GradientAttack:
     """The unit's attack with its budget; early stop only where success on the source is success."""
     attack = build_attack(unit.attack.name, norm=p.suite.budget.norm, eps=unit.eps, task=p.task,
                           **unit.attack.kwargs)
+    threat = get_threat(unit.threat)
     randomized = unit.defense != "none" and p.defenses[unit.defense].randomized
-    attack.early_stop = p.suite.early_stop and unit.threat != "transfer" and not randomized
-    if unit.threat == "adaptive" and randomized:
-        attack.samples *= p.suite.eot_samples  # EOT: average the gradient over purifier draws
+    attack.early_stop = p.suite.early_stop and threat.allows_early_stop(randomized)
+    attack.samples *= threat.eot_samples(randomized, p.suite.eot_samples)  # EOT: average over purifier draws
     return attack
 
 
@@ -173,7 +165,7 @@ def run_unit(p: Prepared, unit: Unit, store: Store, clean: dict[tuple[str, str],
              progress: bool) -> None:
     """Generate the unit's examples batch by batch, evaluate every cell, write all in one transaction."""
     attack = configure_attack(p, unit)
-    models = _attack_models(p, unit)
+    models = get_threat(unit.threat).attack_modules(p.targets, p.defenses, unit)
     evals = {(ev.target, ev.defense): _eval_module(p, ev.target, ev.defense) for ev in unit.evals}
     outcomes: dict[tuple[int, str, str], list[np.ndarray]] = {}
     pairs: dict[int, dict[str, list[np.ndarray]]] = {}

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from robustgrid.benchmark.store import CellRow, Store
+from robustgrid.benchmark.threats import get_threat, threats_in_order
 from robustgrid.models.tasks import build_task
 
 from robustgrid.core import RobustgridError
@@ -82,7 +83,7 @@ def _select(cells: list[CellRow], suites: Sequence[str], threat: str, eps: float
             defense: str) -> list[CellRow]:
     chosen = [c for c in cells if c.suite in suites and c.threat == threat and c.defense == defense
               and math.isclose(c.eps, eps, rel_tol=1e-6, abs_tol=1e-9)]
-    if threat == "transfer":
+    if get_threat(threat).cross_model:
         chosen = [c for c in chosen if c.target not in c.sources]
     if steps is None:  # the full attack of each unit: its largest checkpoint
         top: dict[str, int] = {}
@@ -95,7 +96,7 @@ def _select(cells: list[CellRow], suites: Sequence[str], threat: str, eps: float
 
 
 def transfer_table(store: Store, suites: str | Sequence[str], metrics: Sequence[str], eps: float, *,
-                   threat: str = "transfer", steps: int | None = None, defense: str = "none",
+                   threat: str | None = None, steps: int | None = None, defense: str = "none",
                    baseline: str | None = None, resamples: int = 1000, seed: int = 0, level: float = 0.95,
                    extras: Sequence[str] = (), cells: list[CellRow] | None = None) -> list[TransferRow]:
     """Per attack: each metric averaged over its (source, target) cells, with paired bootstrap intervals.
@@ -103,8 +104,10 @@ def transfer_table(store: Store, suites: str | Sequence[str], metrics: Sequence[
     Cells evaluated on the same samples share each draw of sample indices, so the mean over pairs and the
     difference to ``baseline`` are paired statistics. Several ``suites`` may be pooled (e.g. single-source
     and ensemble transfer) if they evaluate the same samples; an attack label used by two of them is
-    shown as ``suite:label``. ``cells`` are the store's cells if the caller has already read them.
+    shown as ``suite:label``. ``cells`` are the store's cells if the caller has already read them;
+    ``threat`` defaults to the first threat whose examples are evaluated on other models (transfer).
     """
+    threat = default_table_threat() if threat is None else get_threat(threat).name
     suites = [suites] if isinstance(suites, str) else list(suites)
     cells = store.cells() if cells is None else cells
     known = sorted({c.suite for c in cells})
@@ -188,22 +191,36 @@ def _signed(iv: Interval) -> str:
 REPORT_BASELINES = ("pgd", "ifgsm", "fgsm")  # the first of these present is each suite's reference attack
 
 
+def _table_threats() -> list[str]:
+    """The threats a transfer table is about: those whose examples are evaluated on other models."""
+    return [t.name for t in threats_in_order() if t.cross_model]
+
+
+def default_table_threat() -> str:
+    """The threat a transfer table reads unless told: the first cross-model one (transfer)."""
+    names = _table_threats()
+    if not names:
+        raise RobustgridError("no registered threat evaluates its examples on other models; name a threat")
+    return names[0]
+
+
 def transfer_sections(store: Store, cells: list[CellRow], resamples: int = 1000, seed: int = 0) -> str:
-    """Leaderboard section: per suite with transfer cells, the transfer table at the largest budget."""
+    """Leaderboard section: per suite and cross-model threat, the transfer table at the largest budget."""
     parts = []
-    for suite in sorted({c.suite for c in cells if c.threat == "transfer" and c.defense == "none"}):
-        sel = [c for c in cells if c.suite == suite and c.threat == "transfer" and c.defense == "none"
-               and c.target not in c.sources]
-        if not sel:
-            continue
-        eps = max(c.eps for c in sel)
-        task = build_task(sel[0].task)
-        attacks = {c.attack for c in sel if c.eps == eps}
-        baseline = next((b for b in REPORT_BASELINES if b in attacks), None) if len(attacks) > 1 else None
-        rows = transfer_table(store, suite, task.transfer_metrics, eps, baseline=baseline,
-                              resamples=resamples, seed=seed, cells=cells)
-        parts.append(f"\n### {suite}: transfer at eps = {eps:g}\n\n"
-                     + transfer_markdown(rows, task.transfer_metrics, baseline))
+    for threat in _table_threats():
+        for suite in sorted({c.suite for c in cells if c.threat == threat and c.defense == "none"}):
+            sel = [c for c in cells if c.suite == suite and c.threat == threat and c.defense == "none"
+                   and c.target not in c.sources]
+            if not sel:
+                continue
+            eps = max(c.eps for c in sel)
+            task = build_task(sel[0].task)
+            attacks = {c.attack for c in sel if c.eps == eps}
+            baseline = next((b for b in REPORT_BASELINES if b in attacks), None) if len(attacks) > 1 else None
+            rows = transfer_table(store, suite, task.transfer_metrics, eps, threat=threat, baseline=baseline,
+                                  resamples=resamples, seed=seed, cells=cells)
+            parts.append(f"\n### {suite}: {threat} at eps = {eps:g}\n\n"
+                         + transfer_markdown(rows, task.transfer_metrics, baseline))
     if not parts:
         return ""
     return ("\n## Transfer, with paired bootstrap 95% intervals\n\nMeans over (source, target) pairs of the "

@@ -1,0 +1,96 @@
+"""The planner's unit and cell keys are the store's keys: they must not move when the planner is rewritten.
+
+``data/plan_keys.json`` was written by the planner of commit 3ffc1f8 (the if-chain over threat names, before
+threats were registered objects), with fixed identity hashes, by::
+
+    git show 3ffc1f8:benchmark/planner.py > /tmp/old_planner.py
+    .venv/bin/python -m tests.benchmark.test_planner /tmp/old_planner.py
+
+Regenerate it only when a key change is intended (it invalidates every existing store).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from robustgrid.benchmark.config import Suite, load_config
+from robustgrid.benchmark.planner import plan_suite
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = ("configs/default.toml", "tests/benchmark/data/all_threats.toml")
+GOLDEN = Path(__file__).parent / "data" / "plan_keys.json"
+
+
+def fixed_identity(suite: Suite) -> dict[str, str]:
+    """Content hashes the planner needs, fixed per name so that keys depend on the planner alone."""
+    ids = {"dataset": f"dataset-of-{suite.name}"}
+    ids.update({t.name: f"weights-of-{t.name}" for t in suite.targets})
+    ids.update({f"defense:{d.name}": f"purifier-{d.name}" for d in suite.defenses})
+    return ids
+
+
+def plan_record(units: list[Any]) -> list[dict[str, Any]]:
+    """Everything a plan fixes in the store (keys by their first 16 hex digits), units sorted by key."""
+    rows = [{"unit": u.key[:16], "threat": u.threat, "defense": u.defense, "sources": list(u.sources),
+             "eps": u.eps, "checkpoints": list(u.checkpoints), "seed": u.seed,
+             "cells": [[c.key[:16], c.threat, c.target, c.defense, c.steps] for c in u.cells]} for u in units]
+    return sorted(rows, key=lambda r: r["unit"])
+
+
+def plans(planner: ModuleType | None = None) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """Per config file and suite, the plan of ``planner`` (default: the current one)."""
+    plan = plan_suite if planner is None else planner.plan_suite
+    out = {}
+    for path in CONFIGS:
+        cfg = load_config(ROOT / path)
+        out[path] = {s.name: plan_record(plan(s, cfg.seed, fixed_identity(s))) for s in cfg.suites}
+    return out
+
+
+GOLDEN_PLANS = json.loads(GOLDEN.read_text()) if GOLDEN.is_file() else {}  # absent only while regenerating
+SUITES = [(path, suite) for path, suites in GOLDEN_PLANS.items() for suite in suites]
+
+
+@pytest.mark.parametrize("path, suite", SUITES, ids=[f"{Path(p).stem}:{s}" for p, s in SUITES])
+def test_unit_and_cell_keys_are_those_of_the_if_chain_planner(path, suite):
+    want = GOLDEN_PLANS[path][suite]
+    got = plans()[path][suite]
+    assert [u["unit"] for u in got] == [u["unit"] for u in want]
+    for g, w in zip(got, want):
+        assert g == w, f"unit {w['unit']} ({w['threat']}, {w['sources']}, {w['defense']}, eps {w['eps']})"
+
+
+def test_the_golden_plans_cover_every_threat_and_the_blind_ride():
+    units = [u for suites in GOLDEN_PLANS.values() for rows in suites.values() for u in rows]
+    cell_threats = {c[1] for u in units for c in u["cells"]}
+    assert cell_threats == {"whitebox", "transfer", "blind", "bpda", "adaptive"}
+    assert "blind" not in {u["threat"] for u in units}  # blind cells ride on whitebox units
+    assert sum(len(u["cells"]) for u in units) > 1000
+
+
+def _load(path: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location("old_planner", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is created
+    spec.loader.exec_module(module)
+    return module
+
+
+def _dump(plans: dict[str, dict[str, list[dict[str, Any]]]]) -> str:
+    """JSON with one unit per line, so that a diff of the golden file names the units that moved."""
+    files = []
+    for path, suites in plans.items():
+        body = ",\n".join(f"  {json.dumps(s)}: [\n" + ",\n".join(f"   {json.dumps(u)}" for u in units) + "\n  ]"
+                          for s, units in suites.items())
+        files.append(f" {json.dumps(path)}: {{\n{body}\n }}")
+    return "{\n" + ",\n".join(files) + "\n}\n"
+
+
+if __name__ == "__main__":  # regenerate the golden file from a planner source file (see the module docstring)
+    GOLDEN.write_text(_dump(plans(_load(sys.argv[1]))))
