@@ -46,14 +46,14 @@ def test_checkpoints_are_prefixes_of_one_run(zoo_resnet, fmnist_batch):
 def test_early_stop_only_lowers_accuracy_and_saves_work(zoo_resnet, fmnist_batch):
     x, y = fmnist_batch
     plain = build_attack("pgd", eps=0.1, steps=10).run(zoo_resnet.module, x, y, seed=0)
-    stop = build_attack("pgd", eps=0.1, steps=10, early_stop=True).run(zoo_resnet.module, x, y, seed=0)
+    stop = build_attack("pgd", eps=0.1, steps=10).run(zoo_resnet.module, x, y, seed=0, early_stop=True)
     assert accuracy(zoo_resnet.module, stop.x_adv, y) <= accuracy(zoo_resnet.module, plain.x_adv, y)
     assert stop.grad_evals < plain.grad_evals == 10 * len(x)
 
 
 def test_ensemble_counts_each_source(zoo_resnet, fmnist_batch):
     x, y = fmnist_batch
-    res = build_attack("pgd", eps=0.05, steps=3).run([zoo_resnet.module, zoo_resnet.module], x, y)
+    res = build_attack("pgd", eps=0.05, steps=3).run([zoo_resnet.module, zoo_resnet.module], x, y, seed=0)
     assert res.grad_evals == 2 * 3 * len(x)
 
 

@@ -71,11 +71,11 @@ def test_grad_evals_are_n_per_source_per_step_per_image() -> None:
     shape = (3, 4, 4)
     x = torch.rand(5, *shape, generator=torch.Generator().manual_seed(1))
     models = [Quadratic(1, shape, 0.0), Quadratic(2, shape, 0.0)]
-    res = build_attack("sega", sigma=0.05, samples=3, steps=4, eps=0.03).run(models, x, torch.zeros(5),
+    res = build_attack("sega", sigma=0.05, samples=3, steps=4, eps=0.03).run(models, x, torch.zeros(5), seed=0,
                                                                            checkpoints=[2, 4])
     assert res.grad_evals == 3 * 2 * 4 * 5
     assert res.grad_evals_at == {2: 3 * 2 * 2 * 5, 4: 120}
-    plain = build_attack("sega-nosmooth", samples=3, steps=4, eps=0.03).run(models, x, torch.zeros(5))
+    plain = build_attack("sega-nosmooth", samples=3, steps=4, eps=0.03).run(models, x, torch.zeros(5), seed=0)
     assert plain.grad_evals == 1 * 2 * 4 * 5  # no smoothing: one plain gradient per source
 
 
@@ -146,7 +146,7 @@ def test_masks_and_budget_hold_in_a_full_run() -> None:
     x = torch.full((2, *shape), 0.4)
     x[..., 4:] = torch.rand(2, 3, 8, 4, generator=gen)
     models = [Quadratic(5, shape, 10.0), Quadratic(6, shape, 10.0)]
-    x_adv = build_attack("sega", eps=8 / 255, steps=5, samples=2, sigma=0.05).run(models, x, torch.zeros(2)).x_adv
+    x_adv = build_attack("sega", eps=8 / 255, steps=5, samples=2, sigma=0.05).run(models, x, torch.zeros(2), seed=0).x_adv
     delta = x_adv - x
     assert delta.abs().max() <= 8 / 255 + 1e-6 and delta.abs().max() > 0
     flat = local_variance(x, 5) < 4e-4
@@ -171,7 +171,7 @@ def test_weights_must_match_the_sources() -> None:
     shape = (3, 4, 4)
     models = [Quadratic(1, shape, 0.0), Quadratic(2, shape, 0.0)]
     with pytest.raises(RobustgridError, match="3 weights but the attack has 2 sources"):
-        build_attack("sega", weights=[1, 1, 1], steps=1).run(models, torch.rand(1, *shape), torch.zeros(1))
+        build_attack("sega", weights=[1, 1, 1], steps=1).run(models, torch.rand(1, *shape), torch.zeros(1), seed=0)
 
 
 def test_sega_is_registered_for_iqa_only() -> None:
