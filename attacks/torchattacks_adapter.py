@@ -18,7 +18,9 @@ NORM_NAMES = {"linf": "Linf", "l2": "L2"}  # our budget norms as torchattacks sp
 
 
 class _Counting(nn.Module):
-    """Counts images through the model: with autograd on = a gradient evaluation, else a forward."""
+    """Counts images through the model: a gradient evaluation if the input needs its gradient, else a forward.
+
+    (Autograd being on is not enough: Square, a query attack, predicts with it on and never differentiates.)"""
 
     def __init__(self, model: nn.Module, result: AttackResult) -> None:
         super().__init__()
@@ -28,7 +30,7 @@ class _Counting(nn.Module):
         self.train(model.training)
 
     def forward(self, x: Tensor) -> Tensor:
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() and x.requires_grad:
             self.result.grad_evals += len(x)
         else:
             self.result.forwards += len(x)
