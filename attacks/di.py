@@ -32,7 +32,6 @@ class DIFGSM(MIFGSM):
     """DI-FGSM input diversity: random resize-and-pad with probability p (Xie et al. 2019); decay > 0 = M-DI2-FGSM."""
 
     name = "di"
-    trivial_view = False
 
     def __init__(self, *, diversity_prob: float = 0.5, resize_rate: float = 0.9, decay: float = 0.0,
                  **params: object) -> None:

@@ -9,40 +9,16 @@ gradient-evaluation counter live here once.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Sequence
 
 import torch
-from robustgrid.models.tasks import Task, build_task
+from robustgrid.attacks.base import Attack, AttackResult, Models, OnCheckpoint, as_models, check_budget
+from robustgrid.models.tasks import Task
 from torch import Tensor, nn
 
 from robustgrid.core import RobustgridError
 
-NORMS = ("linf", "l2")
-
-
-@dataclass
-class AttackResult:
-    """Adversarial images plus the iterates at requested checkpoints and the cost paid."""
-
-    x_adv: Tensor
-    checkpoints: dict[int, Tensor] = field(default_factory=dict)
-    grad_evals: int = 0   # forward+backward passes, summed over images and sources
-    forwards: int = 0     # extra gradient-free forward passes (early-stop checks under a view)
-    grad_evals_at: dict[int, int] = field(default_factory=dict)  # cumulative cost at each checkpoint
-
-
-def check_budget(norm: str, eps: float, steps: int, step_size: float | None) -> None:
-    """One-line errors for an unknown norm, a negative or non-finite budget, or steps < 1."""
-    if norm not in NORMS:
-        raise RobustgridError(f"unknown norm {norm!r}; valid: {', '.join(NORMS)}")
-    if not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps < 0:
-        raise RobustgridError(f"budget eps must be a finite number >= 0, got {eps!r}")
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-        raise RobustgridError(f"steps must be an integer >= 1, got {steps!r}")
-    if step_size is not None and (not math.isfinite(step_size) or step_size <= 0):
-        raise RobustgridError(f"step_size must be a finite number > 0, got {step_size!r}")
+__all__ = ["AttackResult", "GradientAttack", "check_budget", "flat_norm"]
 
 
 def flat_norm(t: Tensor) -> Tensor:
@@ -50,24 +26,26 @@ def flat_norm(t: Tensor) -> Tensor:
     return t.flatten(1).norm(p=2, dim=1).view(-1, *([1] * (t.dim() - 1)))
 
 
-class GradientAttack:
-    """Projected gradient ascent on a task objective; subclasses override the hooks only."""
+class GradientAttack(Attack):
+    """Projected gradient ascent on a task objective; subclasses override the hooks only.
+
+    ``samples`` is the attack's own number of gradient draws per source per step (SEGA's smoothing draws,
+    SegTrans's enhanced samples); a run's ``eot_samples`` multiplies it.
+    """
 
     name = "gradient"
 
     def __init__(self, *, norm: str = "linf", eps: float = 8 / 255, steps: int = 10,
                  step_size: float | None = None, rel_step_size: float | None = None,
-                 random_start: bool = True, early_stop: bool = False, samples: int = 1,
-                 task: str | Task = "classification") -> None:
+                 random_start: bool = True, samples: int = 1, task: str | Task = "classification") -> None:
         check_budget(norm, eps, steps, step_size)
-        if not isinstance(samples, int) or samples < 1:
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
             raise RobustgridError(f"samples must be an integer >= 1, got {samples!r}")
         if rel_step_size is not None and (not math.isfinite(rel_step_size) or rel_step_size <= 0):
             raise RobustgridError(f"rel_step_size must be a finite number > 0, got {rel_step_size!r}")
-        self.norm, self.eps, self.steps = norm, float(eps), steps
+        super().__init__(norm=norm, eps=eps, steps=steps, task=task)
         self.step_size, self.rel_step_size = step_size, rel_step_size
-        self.random_start, self.early_stop, self.samples = random_start, early_stop, samples
-        self.task = build_task(task) if isinstance(task, str) else task
+        self.random_start, self.samples = random_start, samples
 
     # ---- hooks -------------------------------------------------------------------------------
     def view(self, x: Tensor, y: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -92,7 +70,16 @@ class GradientAttack:
         """Per-sample value maximised at ``step`` (1-based): the task's objective here; SegPGD reweights it."""
         return self.task.objective(outputs, y)
 
-    trivial_view = True  # subclasses that override ``view`` set this False
+    @property
+    def transforms_input(self) -> bool:
+        """Whether ``view`` can change what the sources see: derived from the hook being overridden.
+
+        When it cannot (and one draw per step is taken), the gradient pass's own outputs decide early stop."""
+        return type(self).view is not GradientAttack.view
+
+    def draws_per_step(self, eot_samples: int = 1) -> int:
+        """The attack's own ``samples`` times the run's EOT draws, per source, image and step."""
+        return self.samples * eot_samples
 
     # ---- the loop ----------------------------------------------------------------------------
     def alpha(self, eps: float) -> float:
@@ -102,23 +89,18 @@ class GradientAttack:
             return self.rel_step_size * eps
         return 2.5 * eps / self.steps
 
-    def __call__(self, models: nn.Module | Sequence[nn.Module], x: Tensor, y: Tensor, *, seed: int = 0) -> Tensor:
-        """Adversarial images for ``x`` against ``models`` (one target or an ensemble of sources)."""
-        return self.run(models, x, y, seed=seed).x_adv
+    def run(self, models: Models, x: Tensor, y: Tensor, *, seed: int, eps: float | None = None,
+            checkpoints: Sequence[int] = (), on_checkpoint: OnCheckpoint | None = None, early_stop: bool = False,
+            eot_samples: int = 1) -> AttackResult:
+        """Run the attack; iterates after each step in ``checkpoints`` are kept (RealSafe curve 2).
 
-    def run(self, models: nn.Module | Sequence[nn.Module], x: Tensor, y: Tensor, *, seed: int = 0,
-            eps: float | None = None, checkpoints: Sequence[int] = (),
-            on_checkpoint: Callable[[int, Tensor], Any] | None = None) -> AttackResult:
-        """Run the attack; iterates after each step in ``checkpoints`` are kept (RealSafe curve 2)."""
-        models = [models] if isinstance(models, nn.Module) else list(models)
-        if not models:
-            raise RobustgridError("an attack needs at least one source model")
+        Each step takes ``samples * eot_samples`` gradient draws per source; early stop applies only to
+        success-type tasks (classification)."""
+        models = as_models(models)
+        self.check_run(len(models), checkpoints, eot_samples)
         self.task.check_batch(x, y)
         eps = self.eps if eps is None else float(eps)
         check_budget(self.norm, eps, self.steps, None)
-        bad = [k for k in checkpoints if not 1 <= k <= self.steps]
-        if bad:
-            raise RobustgridError(f"checkpoints must lie in 1..{self.steps} (steps), got {bad}")
         gen = torch.Generator(device=x.device).manual_seed(int(seed))
         x0 = x.detach()
         y = self.task.attack_labels(models, x0, y)
@@ -130,7 +112,8 @@ class GradientAttack:
         alpha = self.alpha(eps)
         xa = self.start(x0, eps, gen)
         done = torch.zeros(len(x0), dtype=torch.bool, device=x0.device)
-        use_stop = self.early_stop and self.task.success_type
+        use_stop = early_stop and self.task.success_type
+        draws = self.draws_per_step(eot_samples)
         state = self.init_state(x0)
         for step in range(1, self.steps + 1):
             idx = (~done).nonzero().flatten()
@@ -139,7 +122,7 @@ class GradientAttack:
                 continue
             # while no sample has been dropped, slices (views) replace index-gathers on this hot path
             rows = slice(None) if len(idx) == len(xa) else idx
-            grad, fooled = self.gradient(models, xa[rows], y[rows], x0[rows], gen, result, use_stop, step)
+            grad, fooled = self.gradient(models, xa[rows], y[rows], x0[rows], gen, result, use_stop, step, draws)
             if use_stop:
                 done[idx[fooled]] = True  # freeze these at the iterate that fooled the model
                 keep = ~fooled
@@ -175,15 +158,16 @@ class GradientAttack:
         return torch.clamp(x0 + delta, 0, 1).detach()
 
     def gradient(self, models: list[nn.Module], xa: Tensor, y: Tensor, x0: Tensor, gen: torch.Generator,
-                 result: AttackResult, use_stop: bool, step: int = 1) -> tuple[Tensor, Tensor]:
-        """Combined input gradient of the objective, and which samples already fool every source."""
+                 result: AttackResult, use_stop: bool, step: int = 1, draws: int = 1) -> tuple[Tensor, Tensor]:
+        """Mean input gradient of the objective over ``draws`` views per source, combined over the sources,
+        and which samples already fool every source."""
         fooled = torch.ones(len(xa), dtype=torch.bool, device=xa.device)
-        check_in_pass = use_stop and self.trivial_view and self.samples == 1
+        check_in_pass = use_stop and not self.transforms_input and draws == 1
         grads = []
         with torch.enable_grad():
             for model in models:
                 g = torch.zeros_like(xa)
-                for _ in range(self.samples):
+                for _ in range(draws):
                     xv = xa.detach().requires_grad_(True)
                     xs, ys = self.view(xv, y, gen)
                     out = model(xs)
@@ -191,7 +175,7 @@ class GradientAttack:
                         fooled &= self.task.success(out.detach(), ys)
                     g += torch.autograd.grad(self.objective(out, ys, step).sum(), xv)[0]
                     result.grad_evals += len(xa)
-                grads.append(g / self.samples)
+                grads.append(g / draws)
         if use_stop and not check_in_pass:
             with torch.no_grad():
                 for model in models:
@@ -201,7 +185,8 @@ class GradientAttack:
 
     @staticmethod
     def record(result: AttackResult, step: int, xa: Tensor, checkpoints: Sequence[int],
-               on_checkpoint: Callable[[int, Tensor], Any] | None) -> None:
+               on_checkpoint: OnCheckpoint | None) -> None:
+        """Keep the iterate after ``step`` and its cumulative cost if ``step`` is a checkpoint."""
         if step in checkpoints:
             result.checkpoints[step] = xa.clone()
             result.grad_evals_at[step] = result.grad_evals

@@ -57,7 +57,6 @@ class SEGA(GradientAttack):
     """
 
     name = "sega"
-    trivial_view = False
 
     def __init__(self, *, sigma: float = 0.05, samples: int = 8, sign: str = "average-then-sign",
                  weights: Sequence[float] | None = None, smooth: bool = True, signed: bool = True,
@@ -87,6 +86,11 @@ class SEGA(GradientAttack):
         self.weights = None if weights is None else [float(w) for w in weights]
         self.vis_mask, self.vis_window, self.vis_threshold = bool(vis_mask), vis_window, float(vis_threshold)
         self.sem_mask, self.tau = bool(sem_mask), float(tau)
+
+    @property
+    def transforms_input(self) -> bool:
+        """Only the Gaussian smoothing changes what the sources see (sega-nosmooth's view is the identity)."""
+        return self.smooth
 
     def view(self, x: Tensor, y: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
         """x + sigma * u with u ~ N(0, I): one draw per call, so the loop's average over N calls is the MC estimate."""

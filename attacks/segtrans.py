@@ -63,7 +63,6 @@ class SegTrans(PGD):
     """SegTrans: PGD on randomly block-remapped enhanced samples, same cost as PGD (Song et al. 2025)."""
 
     name = "segtrans"
-    trivial_view = False
 
     def __init__(self, *, grid: int = 4, remap_kind: str = "shuffle", **params: object) -> None:
         if not isinstance(grid, int) or isinstance(grid, bool) or grid < 1:

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import difflib
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
-from robustgrid.attacks.loop import AttackResult, GradientAttack
+from robustgrid.attacks.base import Attack, AttackResult, Models, OnCheckpoint, as_models, check_budget
+from robustgrid.models.tasks import Task
 from torch import Tensor, nn
 
 from robustgrid.core import RobustgridError
 
+NORM_NAMES = {"linf": "Linf", "l2": "L2"}  # our budget norms as torchattacks spells its ``norm`` parameter
+
 
 class _Counting(nn.Module):
-    """Counts images through the model: with autograd on = a gradient evaluation, else a forward."""
+    """Counts images through the model: a gradient evaluation if the input needs its gradient, else a forward.
+
+    (Autograd being on is not enough: Square, a query attack, predicts with it on and never differentiates.)"""
 
     def __init__(self, model: nn.Module, result: AttackResult) -> None:
         super().__init__()
@@ -24,57 +30,91 @@ class _Counting(nn.Module):
         self.train(model.training)
 
     def forward(self, x: Tensor) -> Tensor:
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() and x.requires_grad:
             self.result.grad_evals += len(x)
         else:
             self.result.forwards += len(x)
         return self.model(x)
 
 
-class TorchattacksAttack(GradientAttack):
-    """Adapter: our budget and seed in, torchattacks' own algorithm inside (classification only)."""
+def torchattacks_class(attack_name: str) -> type:
+    """The torchattacks attack class called ``attack_name``; an unknown name lists the closest ones."""
+    import torchattacks
+
+    base = torchattacks.attack.Attack
+
+    def is_attack(obj: object) -> bool:
+        return inspect.isclass(obj) and issubclass(obj, base) and obj is not base
+
+    cls = getattr(torchattacks, attack_name, None)
+    if not is_attack(cls):
+        names = [n for n in dir(torchattacks) if is_attack(getattr(torchattacks, n))]
+        close = difflib.get_close_matches(attack_name, names, n=3)
+        raise RobustgridError(f"unknown torchattacks attack {attack_name!r}"
+                              + (f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(names)}"))
+    return cls
+
+
+class TorchattacksAttack(Attack):
+    """Adapter: our budget, task and seed in, torchattacks' own algorithm inside (classifiers, one source).
+
+    Our ``norm`` and per-run ``seed`` are passed on to attacks that take them (APGD, Square ...), unless the
+    parameters set them. Early stop is not applied: torchattacks runs every sample for every step and has no
+    hook to drop fooled samples, so a run's ``early_stop`` is ignored. It cannot average over a randomised
+    model's draws either, so a run's ``eot_samples`` must be 1.
+    """
 
     def __init__(self, attack_name: str, *, norm: str | None = None, eps: float = 8 / 255, steps: int = 10,
-                 task: str = "classification", **params: Any) -> None:
-        import torchattacks
-
-        cls = getattr(torchattacks, attack_name, None)
-        if not (inspect.isclass(cls) and issubclass(cls, torchattacks.attack.Attack)):
-            import difflib
-
-            names = [n for n in dir(torchattacks) if inspect.isclass(getattr(torchattacks, n))]
-            close = difflib.get_close_matches(attack_name, names, n=3)
-            raise RobustgridError(f"unknown torchattacks attack {attack_name!r}"
-                                  + (f"; did you mean {', '.join(close)}?" if close else ""))
-        if task != "classification":
-            raise RobustgridError(f"torchattacks:{attack_name} only attacks classifiers, not task {task!r}")
-        norm = norm or ("l2" if "L2" in attack_name else "linf")
-        self.cls, self.params = cls, dict(params)
-        self.accepts = set(inspect.signature(cls.__init__).parameters) - {"self", "model"}
-        unknown = set(self.params) - self.accepts
-        if unknown:
-            raise RobustgridError(f"torchattacks:{attack_name} has no parameter {sorted(unknown)[0]!r}; "
-                                  f"valid: {', '.join(sorted(self.accepts))}")
-        super().__init__(norm=norm, eps=eps, steps=steps, task=task)
+                 task: str | Task = "classification", **params: Any) -> None:
+        cls = torchattacks_class(attack_name)
+        super().__init__(norm=norm or ("l2" if "L2" in attack_name else "linf"), eps=eps, steps=steps, task=task)
         self.name = f"torchattacks:{attack_name}"
+        if self.task.name != "classification":
+            raise RobustgridError(f"{self.name} only attacks classifiers, not task {self.task.name!r}")
+        self.cls, self.params = cls, dict(params)
+        self.accepts = sorted(set(inspect.signature(cls.__init__).parameters) - {"self", "model"})
+        for key in self.params:
+            if key not in self.accepts:
+                close = difflib.get_close_matches(key, self.accepts, n=2, cutoff=0.5)
+                raise RobustgridError(f"{self.name} has no parameter {key!r}"
+                                      + (f"; did you mean {', '.join(close)}?" if close
+                                         else f"; valid: {', '.join(self.accepts)}"))
 
-    def _build(self, model: nn.Module, eps: float, steps: int) -> Any:
+    def check_run(self, sources: int = 1, checkpoints: Sequence[int] = (), eot_samples: int = 1) -> None:
+        """One source, no EOT, and checkpoints other than ``steps`` only if the attack takes a step count."""
+        super().check_run(sources, checkpoints, eot_samples)
+        if sources != 1:
+            raise RobustgridError(f"{self.name} attacks a single model, got {sources} sources")
+        if eot_samples != 1:
+            raise RobustgridError(f"{self.name} cannot average gradients over a randomised model's draws "
+                                  f"(eot_samples={eot_samples}); set eot_samples = 1 or use a registered attack")
+        early = sorted({k for k in checkpoints if k != self.steps})
+        if early and "steps" not in self.accepts:
+            raise RobustgridError(f"{self.name} has no steps parameter, so it has no iterates at checkpoints "
+                                  f"{early}; give it no checkpoints below its steps ({self.steps})")
+
+    def _build(self, model: nn.Module, eps: float, steps: int, seed: int) -> Any:
         kw = dict(self.params)
         if "eps" in self.accepts:
             kw["eps"] = eps
         if "steps" in self.accepts:
             kw["steps"] = steps
+        if "norm" in self.accepts:
+            kw["norm"] = NORM_NAMES[self.norm]
+        if "seed" in self.accepts:
+            kw.setdefault("seed", seed)  # APGD and Square reseed the global RNG from their own seed
         return self.cls(model, **kw)
 
-    def run(self, models: nn.Module | Sequence[nn.Module], x: Tensor, y: Tensor, *, seed: int = 0,
-            eps: float | None = None, checkpoints: Sequence[int] = (),
-            on_checkpoint: Callable[[int, Tensor], Any] | None = None) -> AttackResult:
-        """torchattacks has no iteration callback, so each checkpoint is a separate (counted) run."""
-        models = [models] if isinstance(models, nn.Module) else list(models)
-        if len(models) != 1:
-            raise RobustgridError(f"{self.name} attacks a single model, got {len(models)} sources")
+    def run(self, models: Models, x: Tensor, y: Tensor, *, seed: int, eps: float | None = None,
+            checkpoints: Sequence[int] = (), on_checkpoint: OnCheckpoint | None = None, early_stop: bool = False,
+            eot_samples: int = 1) -> AttackResult:
+        """torchattacks has no iteration callback, so each checkpoint is a separate (counted) run of that many
+        steps from the same seed; ``early_stop`` is not applied (see the class docstring)."""
+        models = as_models(models)
+        self.check_run(len(models), checkpoints, eot_samples)
         self.task.check_batch(x, y)
         eps = self.eps if eps is None else float(eps)
+        check_budget(self.norm, eps, self.steps, None)
         result = AttackResult(x_adv=x.detach().clone())
         if eps == 0 and "eps" in self.accepts:
             result.checkpoints = {k: x.detach().clone() for k in checkpoints}
@@ -82,11 +122,9 @@ class TorchattacksAttack(GradientAttack):
             return result
         model = _Counting(models[0], result)
         for k in sorted(set(checkpoints) | {self.steps}):
-            if k != self.steps and "steps" not in self.accepts:
-                continue
             with torch.random.fork_rng(devices=[]):  # torchattacks draws from the global RNG
                 torch.manual_seed(int(seed))
-                adv = self._build(model, eps, k)(x, y).detach()
+                adv = self._build(model, eps, k, int(seed))(x, y).detach()
             if k in checkpoints:
                 result.checkpoints[k] = adv
                 result.grad_evals_at[k] = result.grad_evals

@@ -11,8 +11,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from robustgrid.attacks import ATTACKS, build_attack
-from robustgrid.attacks.loop import GradientAttack
+from robustgrid.attacks import ATTACKS, Attack, build_attack
 from robustgrid.benchmark.config import Config, Suite
 from robustgrid.benchmark.planner import Unit, naive_grad_evals, plan_suite
 from robustgrid.benchmark.provenance import describe, module_hash
@@ -102,6 +101,9 @@ def prepare(suite: Suite, seed: int, raw_config: str) -> Prepared:
     prepared = Prepared(suite, task, data, targets, defenses, identity, provenance,
                         provenance_json=json.dumps(provenance, sort_keys=True, default=str))
     prepared.units = plan_suite(suite, seed, identity)
+    for unit in prepared.units:  # run options are per unit: an attack that cannot honour them fails here
+        attack, options = configure_attack(prepared, unit)
+        attack.check_run(len(unit.sources), unit.checkpoints, options["eot_samples"])
     return prepared
 
 
@@ -150,21 +152,22 @@ def clean_outcomes(p: Prepared, store: Store, progress: bool) -> dict[tuple[str,
     return out
 
 
-def configure_attack(p: Prepared, unit: Unit) -> GradientAttack:
-    """The unit's attack with its budget; early stop only where success on the source is success."""
+def configure_attack(p: Prepared, unit: Unit) -> tuple[Attack, dict[str, Any]]:
+    """The unit's attack with its budget, and its run options: early stop only where success on the source is
+    success; EOT (gradient draws averaged over purifier draws) only through a randomised purifier."""
     attack = build_attack(unit.attack.name, norm=p.suite.budget.norm, eps=unit.eps, task=p.task,
                           **unit.attack.kwargs)
     threat = get_threat(unit.threat)
     randomized = unit.defense != "none" and p.defenses[unit.defense].randomized
-    attack.early_stop = p.suite.early_stop and threat.allows_early_stop(randomized)
-    attack.samples *= threat.eot_samples(randomized, p.suite.eot_samples)  # EOT: average over purifier draws
-    return attack
+    options = {"early_stop": p.suite.early_stop and threat.allows_early_stop(randomized),
+               "eot_samples": threat.eot_samples(randomized, p.suite.eot_samples)}
+    return attack, options
 
 
 def run_unit(p: Prepared, unit: Unit, store: Store, clean: dict[tuple[str, str], np.ndarray],
              progress: bool) -> None:
     """Generate the unit's examples batch by batch, evaluate every cell, write all in one transaction."""
-    attack = configure_attack(p, unit)
+    attack, options = configure_attack(p, unit)
     models = get_threat(unit.threat).attack_modules(p.targets, p.defenses, unit)
     evals = {(ev.target, ev.defense): _eval_module(p, ev.target, ev.defense) for ev in unit.evals}
     outcomes: dict[tuple[int, str, str], list[np.ndarray]] = {}
@@ -176,7 +179,7 @@ def run_unit(p: Prepared, unit: Unit, store: Store, clean: dict[tuple[str, str],
     batches = list(p.data.batches(p.suite.batch_size))
     for b, (x, y) in enumerate(tqdm(batches, desc="batches", disable=not progress or len(batches) < 2,
                                     leave=False)):
-        res = attack.run(models, x, y, seed=unit.seed + b, eps=unit.eps, checkpoints=unit.checkpoints)
+        res = attack.run(models, x, y, seed=unit.seed + b, eps=unit.eps, checkpoints=unit.checkpoints, **options)
         grad_total += res.grad_evals
         forwards += res.forwards
         t0 = time.perf_counter()
@@ -190,7 +193,7 @@ def run_unit(p: Prepared, unit: Unit, store: Store, clean: dict[tuple[str, str],
         eval_seconds += time.perf_counter() - t0
     labels = p.data.labels.cpu().numpy()
     n = len(labels)
-    naive = naive_grad_evals(unit, n, attack.samples)
+    naive = naive_grad_evals(unit, n, attack.draws_per_step(options["eot_samples"]))
     seconds = time.perf_counter() - start
     with store.transaction() as con:
         for cell in unit.cells:

@@ -11,7 +11,7 @@ from robustgrid.attacks import build_attack
 @pytest.mark.parametrize("seed", [0, 1])
 def test_pgd_matches_torchattacks(zoo_resnet, fmnist_batch, seed):
     x, y = fmnist_batch
-    ours = build_attack("pgd", eps=0.1, steps=10, step_size=0.02, early_stop=False)(zoo_resnet.module, x, y, seed=seed)
+    ours = build_attack("pgd", eps=0.1, steps=10, step_size=0.02)(zoo_resnet.module, x, y, seed=seed)
     torch.manual_seed(seed)
     ref = torchattacks.PGD(zoo_resnet.module, eps=0.1, alpha=0.02, steps=10, random_start=True)(x, y)
     assert (ours - ref).abs().max().item() <= 1e-6

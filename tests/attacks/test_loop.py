@@ -46,14 +46,44 @@ def test_checkpoints_are_prefixes_of_one_run(zoo_resnet, fmnist_batch):
 def test_early_stop_only_lowers_accuracy_and_saves_work(zoo_resnet, fmnist_batch):
     x, y = fmnist_batch
     plain = build_attack("pgd", eps=0.1, steps=10).run(zoo_resnet.module, x, y, seed=0)
-    stop = build_attack("pgd", eps=0.1, steps=10, early_stop=True).run(zoo_resnet.module, x, y, seed=0)
+    stop = build_attack("pgd", eps=0.1, steps=10).run(zoo_resnet.module, x, y, seed=0, early_stop=True)
     assert accuracy(zoo_resnet.module, stop.x_adv, y) <= accuracy(zoo_resnet.module, plain.x_adv, y)
     assert stop.grad_evals < plain.grad_evals == 10 * len(x)
 
 
+def test_early_stop_off_is_the_plain_run_and_leaves_the_attack_unchanged(zoo_resnet, fmnist_batch):
+    """early_stop is an argument of one run: a run with it on does not leak into the next run of the same object."""
+    x, y = fmnist_batch
+    attack = build_attack("pgd", eps=0.05, steps=6)
+    attack.run(zoo_resnet.module, x, y, seed=2, early_stop=True)
+    after = attack.run(zoo_resnet.module, x, y, seed=2, early_stop=False)
+    fresh = build_attack("pgd", eps=0.05, steps=6).run(zoo_resnet.module, x, y, seed=2)
+    assert torch.equal(after.x_adv, fresh.x_adv)
+    assert after.grad_evals == fresh.grad_evals == 6 * len(x) and after.forwards == fresh.forwards == 0
+
+
+@pytest.mark.parametrize("eps", [0.03, 0.1])
+def test_early_stop_freezes_each_sample_at_its_first_fooling_iterate(zoo_resnet, fmnist_batch, eps):
+    """Independent reference from one plain run: sample i ends at the first iterate (random start included) that
+    fools the model, or at the last one, and costs one gradient per step it was still in the batch."""
+    x, y = fmnist_batch
+    attack = build_attack("pgd", eps=eps, steps=10)
+    stop = attack.run(zoo_resnet.module, x, y, seed=3, early_stop=True)
+    plain = attack.run(zoo_resnet.module, x, y, seed=3, checkpoints=range(1, 11))
+    iterates = [attack.start(x, eps, torch.Generator().manual_seed(3))] + [plain.checkpoints[k] for k in range(1, 11)]
+    with torch.no_grad():
+        fooled = torch.stack([zoo_resnet.module(xi).argmax(1) != y for xi in iterates[:-1]])  # (steps, N)
+    first = torch.where(fooled.any(0), fooled.int().argmax(0), torch.full_like(y, 10))
+    assert bool((first < 10).any()) and (eps > 0.05 or bool((first == 10).any()))  # at 0.03 some never fool it
+    reference = torch.stack([iterates[int(k)][i] for i, k in enumerate(first)])
+    assert torch.equal(stop.x_adv, reference)
+    assert stop.grad_evals == int(torch.where(first < 10, first + 1, first).sum())
+    assert stop.forwards == 0  # the gradient pass's own outputs decide: PGD does not transform its input
+
+
 def test_ensemble_counts_each_source(zoo_resnet, fmnist_batch):
     x, y = fmnist_batch
-    res = build_attack("pgd", eps=0.05, steps=3).run([zoo_resnet.module, zoo_resnet.module], x, y)
+    res = build_attack("pgd", eps=0.05, steps=3).run([zoo_resnet.module, zoo_resnet.module], x, y, seed=0)
     assert res.grad_evals == 2 * 3 * len(x)
 
 

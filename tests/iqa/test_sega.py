@@ -71,12 +71,33 @@ def test_grad_evals_are_n_per_source_per_step_per_image() -> None:
     shape = (3, 4, 4)
     x = torch.rand(5, *shape, generator=torch.Generator().manual_seed(1))
     models = [Quadratic(1, shape, 0.0), Quadratic(2, shape, 0.0)]
-    res = build_attack("sega", sigma=0.05, samples=3, steps=4, eps=0.03).run(models, x, torch.zeros(5),
+    res = build_attack("sega", sigma=0.05, samples=3, steps=4, eps=0.03).run(models, x, torch.zeros(5), seed=0,
                                                                            checkpoints=[2, 4])
     assert res.grad_evals == 3 * 2 * 4 * 5
     assert res.grad_evals_at == {2: 3 * 2 * 2 * 5, 4: 120}
-    plain = build_attack("sega-nosmooth", samples=3, steps=4, eps=0.03).run(models, x, torch.zeros(5))
+    plain = build_attack("sega-nosmooth", samples=3, steps=4, eps=0.03).run(models, x, torch.zeros(5), seed=0)
     assert plain.grad_evals == 1 * 2 * 4 * 5  # no smoothing: one plain gradient per source
+
+
+def test_eot_draws_multiply_the_smoothing_draws_and_are_counted_apart() -> None:
+    """A run's eot_samples E multiplies SEGA's own N: N * E fresh noise draws per source per step, averaged."""
+    shape = (3, 4, 4)
+    x = torch.rand(5, *shape, generator=torch.Generator().manual_seed(1))
+    models = [Quadratic(1, shape, 30.0), Quadratic(2, shape, 30.0)]  # clean quality > 50: the objective is -q/100
+    attack = build_attack("sega", sigma=0.05, samples=3, steps=4, eps=0.03, vis_mask=False, sem_mask=False)
+    seen = capture(attack)
+    res = attack.run(models, x, torch.zeros(5), seed=7, checkpoints=[2], eot_samples=2)
+    assert res.grad_evals == 5 * 4 * 2 * 3 * 2 and res.grad_evals_at == {2: 5 * 2 * 2 * 3 * 2}
+    assert attack.samples == 3 and attack.draws_per_step(2) == 6 and attack.draws_per_step() == 3
+    gen = torch.Generator().manual_seed(7)  # the first step: 6 draws for source 0, then 6 for source 1
+    for k, m in enumerate(models):
+        noise = [torch.randn(x.shape, generator=gen) for _ in range(6)]
+        expected = torch.stack([-m.grad(x + 0.05 * u) / 100 for u in noise]).mean(0)
+        torch.testing.assert_close(seen[0][k], expected, rtol=1e-5, atol=1e-7)
+    again = attack.run(models, x, torch.zeros(5), seed=7)  # the options of one run do not stay with the attack
+    assert again.grad_evals == 5 * 4 * 2 * 3
+    nosmooth = build_attack("sega-nosmooth", samples=3, steps=4, eps=0.03)
+    assert nosmooth.run(models, x, torch.zeros(5), seed=0, eot_samples=2).grad_evals == 5 * 4 * 2 * 1 * 2
 
 
 def test_sign_placements_differ_as_defined() -> None:
@@ -146,7 +167,8 @@ def test_masks_and_budget_hold_in_a_full_run() -> None:
     x = torch.full((2, *shape), 0.4)
     x[..., 4:] = torch.rand(2, 3, 8, 4, generator=gen)
     models = [Quadratic(5, shape, 10.0), Quadratic(6, shape, 10.0)]
-    x_adv = build_attack("sega", eps=8 / 255, steps=5, samples=2, sigma=0.05).run(models, x, torch.zeros(2)).x_adv
+    attack = build_attack("sega", eps=8 / 255, steps=5, samples=2, sigma=0.05)
+    x_adv = attack.run(models, x, torch.zeros(2), seed=0).x_adv
     delta = x_adv - x
     assert delta.abs().max() <= 8 / 255 + 1e-6 and delta.abs().max() > 0
     flat = local_variance(x, 5) < 4e-4
@@ -171,7 +193,7 @@ def test_weights_must_match_the_sources() -> None:
     shape = (3, 4, 4)
     models = [Quadratic(1, shape, 0.0), Quadratic(2, shape, 0.0)]
     with pytest.raises(RobustgridError, match="3 weights but the attack has 2 sources"):
-        build_attack("sega", weights=[1, 1, 1], steps=1).run(models, torch.rand(1, *shape), torch.zeros(1))
+        build_attack("sega", weights=[1, 1, 1], steps=1).run(models, torch.rand(1, *shape), torch.zeros(1), seed=0)
 
 
 def test_sega_is_registered_for_iqa_only() -> None:

@@ -77,8 +77,8 @@ def _acc(model, x, y) -> float:
 def _ours(model, x, y, early_stop: bool) -> dict[tuple[float, int], float]:
     out = {}
     for e in EPS:
-        res = build_attack("pgd", eps=e, steps=20, step_size=STEP, early_stop=early_stop).run(
-            model, x, y, seed=0, checkpoints=CHECKPOINTS)
+        res = build_attack("pgd", eps=e, steps=20, step_size=STEP).run(
+            model, x, y, seed=0, checkpoints=CHECKPOINTS, early_stop=early_stop)
         out.update({(e, k): _acc(model, xk, y) for k, xk in res.checkpoints.items()})
     return out
 

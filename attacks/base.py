@@ -1,0 +1,92 @@
+"""The contract every attack honours: its own parameters and budget at construction, run options per run.
+
+The shared projected-gradient loop (``attacks/loop.py``) and the torchattacks adapter both implement it, so the
+runner builds an attack once per generation unit and passes early stop, EOT draws and checkpoints to ``run``.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from robustgrid.models.tasks import Task, build_task
+from torch import Tensor, nn
+
+from robustgrid.core import RobustgridError
+
+NORMS = ("linf", "l2")
+
+Models = nn.Module | Sequence[nn.Module]
+OnCheckpoint = Callable[[int, Tensor], Any]
+
+
+@dataclass
+class AttackResult:
+    """Adversarial images plus the iterates at requested checkpoints and the cost paid."""
+
+    x_adv: Tensor
+    checkpoints: dict[int, Tensor] = field(default_factory=dict)
+    grad_evals: int = 0   # forward+backward passes, summed over images and sources
+    forwards: int = 0     # extra gradient-free forward passes (early-stop checks under a view, query attacks)
+    grad_evals_at: dict[int, int] = field(default_factory=dict)  # cumulative cost at each checkpoint
+
+
+def check_budget(norm: str, eps: float, steps: int, step_size: float | None) -> None:
+    """One-line errors for an unknown norm, a negative or non-finite budget, or steps < 1."""
+    if norm not in NORMS:
+        raise RobustgridError(f"unknown norm {norm!r}; valid: {', '.join(NORMS)}")
+    if not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps < 0:
+        raise RobustgridError(f"budget eps must be a finite number >= 0, got {eps!r}")
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise RobustgridError(f"steps must be an integer >= 1, got {steps!r}")
+    if step_size is not None and (not math.isfinite(step_size) or step_size <= 0):
+        raise RobustgridError(f"step_size must be a finite number > 0, got {step_size!r}")
+
+
+def as_models(models: Models) -> list[nn.Module]:
+    """One target or an ensemble of sources, as a non-empty list."""
+    models = [models] if isinstance(models, nn.Module) else list(models)
+    if not models:
+        raise RobustgridError("an attack needs at least one source model")
+    return models
+
+
+class Attack(ABC):
+    """An attack under a budget (norm, eps, steps) on a task; what varies between runs is an argument of ``run``."""
+
+    name = "attack"
+
+    def __init__(self, *, norm: str = "linf", eps: float = 8 / 255, steps: int = 10,
+                 task: str | Task = "classification") -> None:
+        check_budget(norm, eps, steps, None)
+        self.norm, self.eps, self.steps = norm, float(eps), steps
+        self.task = build_task(task) if isinstance(task, str) else task
+
+    @abstractmethod
+    def run(self, models: Models, x: Tensor, y: Tensor, *, seed: int, eps: float | None = None,
+            checkpoints: Sequence[int] = (), on_checkpoint: OnCheckpoint | None = None, early_stop: bool = False,
+            eot_samples: int = 1) -> AttackResult:
+        """Attack ``x`` at budget ``eps`` (default: the constructor's), keeping the iterates at ``checkpoints``.
+
+        ``early_stop`` freezes samples once they fool every source (success-type tasks); ``eot_samples``
+        multiplies the gradient draws per step, to average over a randomised model's draws (EOT).
+        """
+
+    def __call__(self, models: Models, x: Tensor, y: Tensor, *, seed: int = 0) -> Tensor:
+        """Adversarial images for ``x`` against ``models`` (one target or an ensemble of sources)."""
+        return self.run(models, x, y, seed=seed).x_adv
+
+    def draws_per_step(self, eot_samples: int = 1) -> int:
+        """Gradient evaluations per source, image and step of a run without early stop (the naive cost's factor)."""
+        return eot_samples
+
+    def check_run(self, sources: int = 1, checkpoints: Sequence[int] = (), eot_samples: int = 1) -> None:
+        """One-line error for run options this attack cannot honour; the runner calls it before any compute."""
+        if isinstance(eot_samples, bool) or not isinstance(eot_samples, int) or eot_samples < 1:
+            raise RobustgridError(f"eot_samples must be an integer >= 1, got {eot_samples!r}")
+        bad = [k for k in checkpoints if not 1 <= k <= self.steps]
+        if bad:
+            raise RobustgridError(f"checkpoints must lie in 1..{self.steps} (steps), got {bad}")
