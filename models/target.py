@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from robustgrid.core import Registry
+from robustgrid.core import Registry, RobustgridError
 
 
 class Normalized(nn.Module):
@@ -67,6 +67,36 @@ TARGET_PREFIXES: Registry[Target] = Registry("target source")
 def register_target_prefix(prefix: str, **meta: Any) -> Callable[[Callable[..., Target]], Callable[..., Target]]:
     """Decorator for builders of external targets named ``prefix:<arch>`` (timm, pyiqa, smp ...)."""
     return TARGET_PREFIXES.register(prefix, **meta)
+
+
+@register_target_prefix("python")
+def python_target(arch: str, *, task: str | None = None, input_shape: tuple[int, int, int] | None = None,
+                  num_classes: int | None = None, score_range: tuple[float, float] | None = None,
+                  lower_better: bool = False, **params: Any) -> Target:
+    """python:module:function: a user's function returning a Target, or an nn.Module on [0, 1] images (then
+    task and input_shape say what it is); the function's keyword arguments come from the config."""
+    import importlib
+
+    module_name, _, fn_name = arch.rpartition(":")
+    if not module_name or not fn_name:
+        raise RobustgridError(f"target 'python:{arch}' must name module:function, e.g. python:mypkg.nets:build")
+    try:
+        fn = getattr(importlib.import_module(module_name), fn_name)
+    except (ImportError, AttributeError) as exc:
+        raise RobustgridError(f"target 'python:{arch}': {type(exc).__name__}: {exc}") from None
+    made = fn(**params)
+    if isinstance(made, Target):
+        return made
+    if not isinstance(made, nn.Module):
+        raise RobustgridError(f"target 'python:{arch}' returned a {type(made).__name__}, not an nn.Module or Target")
+    if task is None or input_shape is None:
+        raise RobustgridError(f"target 'python:{arch}' returned a bare nn.Module: give task and "
+                              f"input_shape = [C, H, W]")
+    span = None if score_range is None else (float(score_range[0]), float(score_range[1]))
+    c, h, w = (int(v) for v in input_shape)
+    return Target(name=f"python:{arch}", task=task, module=made, input_shape=(c, h, w), num_classes=num_classes,
+                  score_range=span, lower_better=lower_better,
+                  provenance={"source": "python", "callable": arch, "params": params})
 
 
 def build_target(name: str, **params: Any) -> Target:
