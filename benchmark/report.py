@@ -11,9 +11,10 @@ from pathlib import Path
 
 from robustgrid.benchmark.curves import envelopes, final_cells
 from robustgrid.benchmark.plots import budget_plot, iteration_plot, transfer_heatmap
+from robustgrid.benchmark.records import CellRow, ProvenanceRow
 from robustgrid.benchmark.sanity import FLAGS, sanity_flags
 from robustgrid.benchmark.stats import transfer_sections
-from robustgrid.benchmark.store import CellRow, Store
+from robustgrid.benchmark.store import Store
 from robustgrid.models.tasks import build_task
 
 from robustgrid.core import RobustgridError
@@ -29,7 +30,7 @@ def _fmt(v: float | None) -> str:
     return "–" if v is None or v != v else f"{v:.3f}"
 
 
-def write_csv(cells: list[CellRow], env: dict[str, float], prov: dict[str, dict], path: Path) -> None:
+def write_csv(cells: list[CellRow], env: dict[str, float], prov: dict[str, ProvenanceRow], path: Path) -> None:
     """One row per cell with every metric, the envelope, cost, seed and library versions."""
     names = sorted({m for c in cells for m in c.metrics})
     cols = ["suite", "task", "dataset", "attack", "sources", "threat", "norm", "eps", "steps", "target", "defense",
@@ -38,7 +39,7 @@ def write_csv(cells: list[CellRow], env: dict[str, float], prov: dict[str, dict]
         w = csv.writer(f)
         w.writerow(cols)
         for c in cells:
-            versions = prov.get(c.suite, {}).get("versions", {})
+            versions = prov[c.provenance].data().get("versions", {})
             w.writerow([c.suite, c.task, c.dataset, c.attack, "+".join(c.sources), c.threat, c.norm, c.eps, c.steps,
                         c.target, c.defense, c.metric, c.value, env.get(c.key, ""),
                         *[c.metrics.get(m, "") for m in names], c.n, c.grad_evals, c.naive_grad_evals, c.seed,
@@ -61,7 +62,6 @@ def leaderboard(store: Store, cells: list[CellRow], env: dict[str, float]) -> tu
         if c.eps == 0:
             clean[c.suite, c.target, c.defense] = c.value
     flags = sanity_flags(cells, clean)
-    store.put_flags(flags)
     summary: dict[str, dict] = {}
     for suite in sorted({c.suite for c in cells}):
         sel = [c for c in final if c.suite == suite]
@@ -107,7 +107,7 @@ def leaderboard(store: Store, cells: list[CellRow], env: dict[str, float]) -> tu
                      and (c.threat, c.sources, c.target, c.defense, c.attack) == (th, src, tgt, d, a)]
                 vals.append(_fmt(m[0]) if m else "–")
             lines.append(f"| {th} | {'+'.join(src)} | {tgt} | {d} | " + " | ".join(vals) + " |")
-        actual = sum(u[2] for u in store.units() if u[1] == suite)
+        actual = sum(u.grad_evals for u in store.units() if u.suite == suite)
         naive = sum(c.naive_grad_evals for c in cells if c.suite == suite)
         lines += ["", f"Cost: {actual:,} gradient evaluations (forward+backward per image) against "
                   f"{naive:,} for generating every cell separately without early stop "
@@ -151,7 +151,7 @@ def write_report(out: str | Path) -> list[Path]:
     db = out / "cells.sqlite"
     if not db.is_file():
         raise RobustgridError(f"no results store at {db}; run 'robustgrid run CONFIG --out {out}' first")
-    store = Store(db)
+    store = Store(db, readonly=True)
     try:
         cells = store.cells()
         if not cells:
@@ -176,10 +176,11 @@ def write_report(out: str | Path) -> list[Path]:
                 p = transfer_heatmap(cells, suite, attack, metric, out / f"transfer_{_slug(suite)}_{_slug(attack)}.png")
                 if p:
                     plots[suite].append(p)
-        versions = next(iter(prov.values()), {}).get("versions", {})
+        info = next(iter(prov.values())).data()
+        versions = info.get("versions", {})
         seeds = sorted({c.seed for c in cells})
         header = ["# robustgrid leaderboard", "",
-                  f"{len(cells)} cells; config seed {next(iter(prov.values()), {}).get('seed', '?')} "
+                  f"{len(cells)} cells; config seed {info.get('seed', '?')} "
                   f"(per-unit seeds derived from it: {len(seeds)} distinct); "
                   + ", ".join(f"{k} {versions.get(k, '?')}" for k in VERSION_KEYS) + ".", ""]
         body = md

@@ -13,7 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from robustgrid.benchmark.store import CellRow, Store
+from robustgrid.benchmark.records import CellRow
+from robustgrid.benchmark.store import Store
 from robustgrid.models.tasks import build_task
 
 from robustgrid.core import RobustgridError
