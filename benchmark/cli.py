@@ -48,7 +48,7 @@ def _stats(args: argparse.Namespace) -> str:
     path = Path(args.out) / "cells.sqlite"
     if not path.is_file():
         raise RobustgridError(f"no store at {path}; run a grid with --out {args.out} first")
-    store = Store(path)
+    store = Store(path, readonly=True)
     try:
         cells = store.cells()
         metrics = args.metric or sorted({c.metric for c in cells if c.suite in args.suite})[:1]

@@ -6,7 +6,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
-from robustgrid.benchmark.store import CellRow, Store
+from robustgrid.benchmark.records import CellRow
+from robustgrid.benchmark.store import Store
 from robustgrid.models.tasks import build_task
 
 

@@ -58,5 +58,5 @@ def config_hash(raw: str) -> str:
 
 
 def describe(seed: int, raw_config: str, extra: dict[str, Any]) -> dict[str, Any]:
-    """The provenance record stored with every cell of a suite."""
+    """The provenance record of a suite, stored once and referenced by id from each of its cells."""
     return {"seed": seed, "config_sha256": config_hash(raw_config), "versions": versions(), **extra}

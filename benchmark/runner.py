@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ from robustgrid.attacks import ATTACKS, Attack, build_attack
 from robustgrid.benchmark.config import Config, Suite
 from robustgrid.benchmark.planner import Unit, naive_grad_evals, plan_suite
 from robustgrid.benchmark.provenance import describe, module_hash
+from robustgrid.benchmark.records import CellRow, ProvenanceRow, UnitRow
 from robustgrid.benchmark.store import Store
 from robustgrid.benchmark.threats import get_threat
 from robustgrid.defenses import Defended, Purifier, build_defense
@@ -37,9 +37,8 @@ class Prepared:
     targets: dict[str, Target]
     defenses: dict[str, Purifier]
     identity: dict[str, str]
-    provenance: dict[str, Any]
+    provenance: ProvenanceRow
     units: list[Unit] = field(default_factory=list)
-    provenance_json: str = ""
 
 
 def _build_defense(spec_name: str, params: dict[str, Any], data: ImageDataset) -> Purifier:
@@ -94,12 +93,10 @@ def prepare(suite: Suite, seed: int, raw_config: str) -> Prepared:
                      for name, p in defenses.items()})
     provenance = describe(seed, raw_config, {
         "dataset": identity["dataset"],
-        "clean": {f"{t}|{d}": clean_key(identity, t, d) for t in targets for d in defenses},
         "targets": {n: {**t.provenance, "weights_hash": identity[n]} for n, t in targets.items()},
         "defenses": {n: p.describe() for n, p in defenses.items()},
     })
-    prepared = Prepared(suite, task, data, targets, defenses, identity, provenance,
-                        provenance_json=json.dumps(provenance, sort_keys=True, default=str))
+    prepared = Prepared(suite, task, data, targets, defenses, identity, ProvenanceRow.of(suite.name, provenance))
     prepared.units = plan_suite(suite, seed, identity)
     for unit in prepared.units:  # run options are per unit: an attack that cannot honour them fails here
         attack, options = configure_attack(prepared, unit)
@@ -201,16 +198,16 @@ def run_unit(p: Prepared, unit: Unit, store: Store, clean: dict[tuple[str, str],
             metrics = p.task.metrics(outcome, labels, clean[cell.target, cell.defense])
             for name, values in pairs[cell.steps].items():
                 metrics[f"mean_{name}"] = float(np.mean(np.concatenate(values)))
-            row = {"key": cell.key, "unit": unit.key, "suite": cell.suite, "task": cell.task,
-                   "dataset": p.identity["dataset"], "attack": unit.attack.label,
-                   "attack_spec": unit.attack.to_json(), "sources": unit.sources, "threat": cell.threat,
-                   "norm": cell.norm, "eps": cell.eps, "steps": cell.steps, "target": cell.target,
-                   "defense": cell.defense, "seed": unit.seed, "metric": p.task.metric,
-                   "value": metrics[p.task.metric], "n": n, "grad_evals": cost[cell.steps],
-                   "naive_grad_evals": naive[cell.steps], "eval_seconds": eval_seconds / max(len(unit.cells), 1),
-                   "provenance": p.provenance_json}
-            store.put_cell(con, row, metrics, outcome)
-        store.put_unit(con, unit.key, unit.suite, grad_total, forwards, seconds, unit.seed)
+            record = CellRow(
+                suite=cell.suite, task=cell.task, dataset=p.identity["dataset"], attack=unit.attack.label,
+                sources=unit.sources, threat=cell.threat, norm=cell.norm, eps=cell.eps, steps=cell.steps,
+                target=cell.target, defense=cell.defense, metric=p.task.metric, value=metrics[p.task.metric], n=n,
+                grad_evals=cost[cell.steps], naive_grad_evals=naive[cell.steps], seed=unit.seed, key=cell.key,
+                unit=unit.key, attack_spec=unit.attack.to_json(), eval_seconds=eval_seconds / max(len(unit.cells), 1),
+                clean_key=clean_key(p.identity, cell.target, cell.defense), provenance=p.provenance.id,
+                created=time.time(), metrics=metrics)
+            store.put_cell(con, record, outcome)
+        store.put_unit(con, UnitRow(unit.key, unit.suite, grad_total, forwards, seconds, unit.seed))
 
 
 @dataclass
@@ -238,7 +235,7 @@ def run_grid(config: Config, out: str | Path, *, progress: bool = True, report: 
     try:
         for p in prepared:
             store.put_dataset(p.suite.name, p.identity["dataset"], p.data.labels.cpu().numpy())
-            store.put_provenance(p.suite.name, p.provenance)
+            store.put_provenance(p.provenance)
             clean = clean_outcomes(p, store, progress)
             for unit in tqdm(p.units, desc=f"{p.suite.name}: units", disable=not progress):
                 if store.has_all(c.key for c in unit.cells):

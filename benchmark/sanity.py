@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from robustgrid.benchmark.curves import final_cells
-from robustgrid.benchmark.store import CellRow
+from robustgrid.benchmark.records import CellRow
 from robustgrid.benchmark.threats import get_threat
 from robustgrid.models.tasks import build_task
 

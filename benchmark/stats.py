@@ -13,7 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from robustgrid.benchmark.store import CellRow, Store
+from robustgrid.benchmark.records import CellRow
+from robustgrid.benchmark.store import Store
 from robustgrid.benchmark.threats import get_threat, threats_in_order
 from robustgrid.models.tasks import build_task
 
@@ -164,23 +165,31 @@ def transfer_table(store: Store, suites: str | Sequence[str], metrics: Sequence[
     return rows
 
 
-def transfer_markdown(rows: list[TransferRow], metrics: Sequence[str], baseline: str | None = None,
-                      extras: Sequence[str] = ()) -> str:
-    """The table as Markdown: estimate [95% interval] per metric, and the paired difference to the baseline."""
+def transfer_cells(rows: list[TransferRow], metrics: Sequence[str], baseline: str | None = None,
+                   extras: Sequence[str] = ()) -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]:
+    """The table as text cells (header, rows): estimate [95% interval] per metric, paired difference to baseline."""
     level = next((iv.level for r in rows for iv in r.intervals.values()), 0.95)
     pct = f"{100 * level:g}%"
     head = ["attack", "pairs", "n"] + [f"{m} [{pct} CI]" for m in metrics]
     if baseline:
         head += [f"{m} - {baseline} [{pct} CI]" for m in metrics]
     head += ["grad evals / sample", *extras]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    body = []
     for r in rows:
         cells = [r.attack, str(r.pairs), str(r.n)] + [str(r.intervals[m]) for m in metrics]
         if baseline:
             cells += ["-" if r.differences[m] is None else _signed(r.differences[m]) for m in metrics]
         cells += [f"{r.grad_evals_per_sample:.0f}", *(f"{r.extras[e]:.3f}" for e in extras)]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        body.append(tuple(cells))
+    return tuple(head), tuple(body)
+
+
+def transfer_markdown(rows: list[TransferRow], metrics: Sequence[str], baseline: str | None = None,
+                      extras: Sequence[str] = ()) -> str:
+    """The table of :func:`transfer_cells` as Markdown."""
+    head, body = transfer_cells(rows, metrics, baseline, extras)
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in body]) + "\n"
 
 
 def _signed(iv: Interval) -> str:
@@ -204,8 +213,20 @@ def default_table_threat() -> str:
     return names[0]
 
 
-def transfer_sections(store: Store, cells: list[CellRow], resamples: int = 1000, seed: int = 0) -> str:
-    """Leaderboard section: per suite and cross-model threat, the transfer table at the largest budget."""
+@dataclass(frozen=True)
+class TransferSection:
+    """One suite's transfer table under one cross-model threat at its largest budget, as text cells."""
+
+    suite: str
+    threat: str
+    eps: float
+    head: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+
+
+def transfer_sections(store: Store, cells: list[CellRow], resamples: int = 1000,
+                      seed: int = 0) -> tuple[TransferSection, ...]:
+    """Per suite and cross-model threat, the transfer table at the largest budget against the reference attack."""
     parts = []
     for threat in _table_threats():
         for suite in sorted({c.suite for c in cells if c.threat == threat and c.defense == "none"}):
@@ -219,11 +240,5 @@ def transfer_sections(store: Store, cells: list[CellRow], resamples: int = 1000,
             baseline = next((b for b in REPORT_BASELINES if b in attacks), None) if len(attacks) > 1 else None
             rows = transfer_table(store, suite, task.transfer_metrics, eps, threat=threat, baseline=baseline,
                                   resamples=resamples, seed=seed, cells=cells)
-            parts.append(f"\n### {suite}: {threat} at eps = {eps:g}\n\n"
-                         + transfer_markdown(rows, task.transfer_metrics, baseline))
-    if not parts:
-        return ""
-    return ("\n## Transfer, with paired bootstrap 95% intervals\n\nMeans over (source, target) pairs of the "
-            f"final iterate; {resamples} resamples of the evaluated samples, shared by every cell of a suite, "
-            "so differences to the reference attack are paired (`*`: the interval excludes 0). "
-            "`robustgrid stats` gives other budgets, metrics and baselines.\n" + "".join(parts))
+            parts.append(TransferSection(suite, threat, eps, *transfer_cells(rows, task.transfer_metrics, baseline)))
+    return tuple(parts)

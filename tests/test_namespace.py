@@ -20,6 +20,8 @@ def test_the_wheel_has_robustgrid_as_its_only_top_level_package(tmp_path: Path) 
     for sub in ("attacks", "defenses", "models", "models/data", "benchmark"):
         assert f"robustgrid/{sub}/__init__.py" in names
     assert any(n.startswith("robustgrid/models/weights/") and n.endswith(".safetensors") for n in names)
+    for template in ("leaderboard.md.j2", "index.html.j2"):  # the report renders from these
+        assert f"robustgrid/benchmark/templates/{template}" in names
 
 
 def test_an_attack_runs_from_a_folder_with_a_foreign_models_package(tmp_path: Path) -> None:

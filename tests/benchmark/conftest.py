@@ -1,8 +1,9 @@
-"""A small classification grid config used by the benchmark tests (TOML text and parsed form)."""
+"""Small classification grid configs used by the benchmark tests (TOML text, parsed form, a run store)."""
 
 from __future__ import annotations
 
 import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,3 +34,37 @@ steps = 1
 @pytest.fixture
 def small_config() -> dict[str, Any]:
     return tomllib.loads(SMALL_TOML)
+
+
+REPORT_TOML = """
+seed = 0
+
+[[suite]]
+name = "tiny"
+task = "classification"
+dataset = { name = "fashion-mnist", split = "test", size = 32 }
+targets = ["fmnist-resnet", "fmnist-mobilenet"]
+defenses = ["none", "gaussian"]
+threats = ["whitebox", "transfer", "blind"]
+budget = { norm = "linf", eps = [0.0, 0.1], checkpoints = [1, 2] }
+batch_size = 32
+
+[[suite.attacks]]
+name = "pgd"
+steps = 4
+rel_step_size = 0.5
+
+[[suite.attacks]]
+name = "fgsm"
+steps = 1
+"""
+
+
+@pytest.fixture(scope="session")
+def grid_store(tmp_path_factory) -> Path:
+    """A folder holding the store of a small grid (whitebox, transfer, blind behind a Gaussian purifier), no report."""
+    from robustgrid.benchmark import parse_config, run_grid
+
+    out = tmp_path_factory.mktemp("grid")
+    run_grid(parse_config(tomllib.loads(REPORT_TOML)), out, progress=False, report=False)
+    return out

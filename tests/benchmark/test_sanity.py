@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from robustgrid.benchmark.records import CellRow
 from robustgrid.benchmark.sanity import TOLERANCE, sanity_findings, sanity_flags
-from robustgrid.benchmark.store import CellRow
 
 STEPS = {"fgsm": 1, "pgd": 10, "mifgsm": 10}
 CLEAN = 0.9
@@ -17,7 +17,8 @@ def cell(threat: str, attack: str, eps: float, value: float, *, target: str = "t
     return CellRow(key=key, unit=key, suite=suite, task="classification", dataset="d", attack=attack,
                    attack_spec="{}", sources=sources, threat=threat, norm="linf", eps=eps, steps=STEPS[attack],
                    target=target, defense=defense, seed=0, metric="accuracy", value=value, n=100, grad_evals=0,
-                   naive_grad_evals=0, eval_seconds=0.0, metrics={})
+                   naive_grad_evals=0, eval_seconds=0.0, clean_key="c", provenance="p", created=0.0,
+                   metrics={})
 
 
 def curve(threat: str, attack: str, values: dict[float, float], **kw) -> list[CellRow]:

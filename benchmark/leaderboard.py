@@ -1,0 +1,235 @@
+"""The leaderboard as data: per suite, (target, defense) rows ranked by worst-case robustness, from stored cells.
+
+:func:`build_leaderboard` reads the store only (sanity flags are recomputed every time, never stored);
+``report.py`` renders the result to Markdown and HTML with the Jinja2 templates in ``templates/``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from robustgrid.benchmark.curves import final_cells
+from robustgrid.benchmark.records import CellRow, ProvenanceRow
+from robustgrid.benchmark.sanity import FLAGS, sanity_flags
+from robustgrid.benchmark.stats import TransferSection, transfer_sections
+from robustgrid.benchmark.store import Store
+from robustgrid.benchmark.threats import threats_by_rank, threats_in_order
+from robustgrid.models.tasks import build_task
+
+VERSION_KEYS = ("torch", "torchvision", "timm", "torchattacks", "pyiqa", "numpy", "git_commit")
+
+
+@dataclass(frozen=True)
+class ThreatOrder:
+    """How the report places threats: column order, ranking preference, and which get transfer heatmaps."""
+
+    columns: tuple[str, ...]
+    ranking: tuple[str, ...]  # the first with a value at the largest budget ranks a suite's rows
+    heatmaps: tuple[str, ...]
+
+
+def threat_order() -> ThreatOrder:
+    """Column order, ranking preference and the heatmap threats, all read from the threat registry."""
+    return ThreatOrder(columns=tuple(t.name for t in threats_in_order()),
+                       ranking=tuple(t.name for t in threats_by_rank()),
+                       heatmaps=tuple(t.name for t in threats_in_order() if t.cross_model))
+
+
+@dataclass(frozen=True)
+class Column:
+    """A leaderboard column: the worst case over attacks under one threat at one budget."""
+
+    threat: str
+    eps: float
+
+    @property
+    def label(self) -> str:
+        return f"{self.threat} @{self.eps:g}"
+
+
+@dataclass(frozen=True)
+class ThreatFlags:
+    """The sanity flags raised for one row under one threat."""
+
+    threat: str
+    flags: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return f"{self.threat}: {', '.join(self.flags)}"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One (target, defense) of a suite: clean metric, one value per column (None: not evaluated), flags."""
+
+    rank: int
+    target: str
+    defense: str
+    clean: float | None
+    values: tuple[float | None, ...]
+    flags: tuple[ThreatFlags, ...]
+
+    @property
+    def flag_text(self) -> str:
+        return "; ".join(map(str, self.flags)) or "ok"
+
+
+@dataclass(frozen=True)
+class AttackRow:
+    """The per-attack breakdown of one (threat, sources, target, defense) at the largest budget."""
+
+    threat: str
+    sources: tuple[str, ...]
+    target: str
+    defense: str
+    values: tuple[float | None, ...]  # one per attack of the suite
+
+
+@dataclass(frozen=True)
+class Cost:
+    """A suite's gradient evaluations against generating every cell separately without early stop."""
+
+    grad_evals: int
+    naive_grad_evals: int
+
+    @property
+    def saved(self) -> float:
+        return self.naive_grad_evals / max(self.grad_evals, 1)
+
+
+@dataclass(frozen=True)
+class SuiteBoard:
+    """One suite's section: ranked rows, the per-attack breakdown, its cost and its plots."""
+
+    name: str
+    task: str
+    dataset: str
+    n: int
+    metric: str
+    robust_is_high: bool
+    envelope: bool  # the columns are per-sample budget envelopes (success-type tasks)
+    columns: tuple[Column, ...]
+    rows: tuple[Row, ...]
+    breakdown_eps: float | None  # None when the suite has no positive budget
+    attacks: tuple[str, ...]
+    breakdown: tuple[AttackRow, ...]
+    cost: Cost
+    plots: tuple[str, ...]  # file names, next to the leaderboard
+
+
+@dataclass(frozen=True)
+class ProvenanceLine:
+    """Suites whose cells share a config, a seed and the versions of the packages that shape results."""
+
+    suites: tuple[str, ...]
+    seed: str
+    config_sha256: str
+    versions: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class Leaderboard:
+    """Everything the leaderboard pages show, computed from the store alone."""
+
+    cells: int
+    config_seeds: tuple[str, ...]
+    unit_seeds: int
+    suites: tuple[SuiteBoard, ...]
+    flag_legend: tuple[tuple[str, str], ...]
+    transfer: tuple[TransferSection, ...]
+    resamples: int
+    provenance: tuple[ProvenanceLine, ...]
+
+    def summary(self) -> dict[str, dict]:
+        """``summary.json``: cost and row count per suite, and the flags of every flagged (row, threat)."""
+        flags = {f"{s.name}|{r.target}|{r.defense}|{f.threat}": list(f.flags)
+                 for s in self.suites for r in s.rows for f in r.flags}
+        return {"summary": {s.name: {"grad_evals": s.cost.grad_evals, "naive_grad_evals": s.cost.naive_grad_evals,
+                                     "rows": len(s.rows)} for s in self.suites},
+                "flags": dict(sorted(flags.items()))}
+
+
+def _worst(task: str, values: list[float]) -> float | None:
+    values = [v for v in values if v == v]
+    if not values:
+        return None
+    return min(values) if build_task(task).robust_is_high else max(values)
+
+
+def _suite_board(suite: str, sel: list[CellRow], cost: Cost, env: Mapping[str, float],
+                 clean: Mapping[tuple[str, str, str], float], flags: Mapping[tuple[str, str, str, str], list[str]],
+                 plots: Sequence[str]) -> SuiteBoard:
+    """One suite from its final cells (full step count)."""
+    order = threat_order()
+    task_name, metric = sel[0].task, sel[0].metric
+    task = build_task(task_name)
+    eps_all = sorted({c.eps for c in sel if c.eps > 0})
+    show_eps = eps_all[-2:]
+    threats = [t for t in order.columns if any(c.threat == t for c in sel)]
+    columns = tuple(Column(th, e) for th in threats for e in show_eps)
+    rows = []
+    for target, defense in sorted({(c.target, c.defense) for c in sel}):
+        values = tuple(_worst(task_name, [env.get(c.key, c.value) for c in sel if c.threat == col.threat
+                                          and c.eps == col.eps and c.target == target and c.defense == defense])
+                       for col in columns)
+        raised = tuple(ThreatFlags(th, tuple(flags[suite, target, defense, th])) for th in threats
+                       if flags.get((suite, target, defense, th)))
+        rows.append(Row(0, target, defense, clean.get((suite, target, defense)), values, raised))
+    # rank by the first threat in ranking order that has a value at the largest budget
+    candidates = [columns.index(Column(th, show_eps[-1])) for th in order.ranking if show_eps and th in threats]
+    rank_col = next((i for i in candidates if any(r.values[i] is not None for r in rows)), None)
+
+    def rank_key(r: Row) -> tuple[bool, float]:
+        v = None if rank_col is None else r.values[rank_col]
+        return v is None, -(v or 0) if task.robust_is_high else (v or 0)
+
+    ranked = tuple(replace(r, rank=i) for i, r in enumerate(sorted(rows, key=rank_key), 1))
+    attacks = tuple(sorted({c.attack for c in sel}))
+    top = eps_all[-1] if eps_all else None
+    combos = sorted({(c.threat, c.sources, c.target, c.defense) for c in sel if c.eps > 0 and c.threat in threats},
+                    key=lambda k: (threats.index(k[0]), k[1], k[2], k[3]))
+    value_at: dict[tuple[str, tuple[str, ...], str, str, str], float] = {}
+    for c in sel:
+        if c.eps == top:
+            value_at.setdefault((c.threat, c.sources, c.target, c.defense, c.attack), c.value)
+    breakdown = tuple(AttackRow(*k, tuple(value_at.get((*k, a)) for a in attacks)) for k in combos)
+    return SuiteBoard(suite, task_name, sel[0].dataset.split(":")[0], sel[0].n, metric, task.robust_is_high,
+                      task.success_type, columns, ranked, top, attacks, breakdown, cost, tuple(plots))
+
+
+def _provenance_lines(cells: list[CellRow], prov: Mapping[str, ProvenanceRow]) -> tuple[ProvenanceLine, ...]:
+    """The provenance records the cells reference, grouped by (seed, config hash, versions)."""
+    groups: dict[tuple[str, str, tuple[tuple[str, str], ...]], set[str]] = {}
+    for pid in sorted({c.provenance for c in cells}):
+        info = prov[pid].data()
+        versions = info.get("versions", {})
+        key = (str(info.get("seed", "?")), str(info.get("config_sha256", "?")),
+               tuple((k, str(versions.get(k, "?"))) for k in VERSION_KEYS))
+        groups.setdefault(key, set()).add(prov[pid].suite)
+    return tuple(ProvenanceLine(tuple(sorted(suites)), *key) for key, suites in sorted(groups.items()))
+
+
+def build_leaderboard(store: Store, cells: list[CellRow], env: Mapping[str, float],
+                      prov: Mapping[str, ProvenanceRow], plots: Mapping[str, Sequence[str]],
+                      resamples: int = 1000) -> Leaderboard:
+    """The leaderboard of ``cells`` (all of the store's), with envelopes ``env`` and the plot files per suite."""
+    final = final_cells(cells)
+    clean: dict[tuple[str, str, str], float] = {}
+    for c in final:
+        if c.eps == 0:
+            clean[c.suite, c.target, c.defense] = c.value
+    flags = sanity_flags(cells, clean)
+    spent: dict[str, int] = {}
+    for u in store.units():
+        spent[u.suite] = spent.get(u.suite, 0) + u.grad_evals
+    suites = []
+    for suite in sorted({c.suite for c in cells}):
+        cost = Cost(spent.get(suite, 0), sum(c.naive_grad_evals for c in cells if c.suite == suite))
+        suites.append(_suite_board(suite, [c for c in final if c.suite == suite], cost, env, clean, flags,
+                                   plots.get(suite, ())))
+    lines = _provenance_lines(cells, prov)
+    return Leaderboard(cells=len(cells), config_seeds=tuple(sorted({p.seed for p in lines})),
+                       unit_seeds=len({c.seed for c in cells}), suites=tuple(suites),
+                       flag_legend=tuple(FLAGS.items()), transfer=transfer_sections(store, cells, resamples),
+                       resamples=resamples, provenance=lines)

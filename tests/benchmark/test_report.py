@@ -1,0 +1,158 @@
+"""The report is a pure function of the store: byte-identical reruns, an untouched store, real HTML, and
+leaderboard numbers and per-threat flags that match the stored cells."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from robustgrid.benchmark.report import write_report
+from robustgrid.benchmark.store import Store
+
+
+@pytest.fixture(scope="module")
+def reported(grid_store, tmp_path_factory) -> Path:
+    """A copy of the grid's store with one report written next to it."""
+    out = tmp_path_factory.mktemp("report")
+    shutil.copy(grid_store / "cells.sqlite", out / "cells.sqlite")
+    write_report(out)
+    return out
+
+
+def digests(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+def test_two_reports_of_an_unchanged_store_are_byte_identical_and_leave_it_untouched(reported):
+    store = reported / "cells.sqlite"
+    before, mtime = digests(reported), store.stat().st_mtime_ns
+    written = write_report(reported)
+    assert digests(reported) == before  # every artefact, PNGs included, and no journal or WAL file appears
+    assert store.stat().st_mtime_ns == mtime
+    names = {p.name for p in written}
+    assert {"leaderboard.md", "index.html", "cells.csv", "summary.json"} <= names
+    assert names | {"cells.sqlite"} == set(before)
+    assert any(n.endswith(".png") for n in names)
+
+
+VOID = {"meta", "img", "br", "hr", "link"}  # elements without an end tag
+
+
+class Page(HTMLParser):
+    """Collects the title, headings, tables (header and body rows) and image sources of a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[str] = []
+        self.title = ""
+        self.headings: list[tuple[str, str]] = []
+        self.tables: list[dict[str, list[list[str]]]] = []
+        self.images: list[str] = []
+        self.paragraphs: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.images.append(dict(attrs)["src"])
+        if tag in VOID:
+            return
+        if tag == "table":
+            self.tables.append({"head": [], "body": []})
+        if tag == "tr":
+            self.tables[-1]["head" if "thead" in self.stack else "body"].append([])
+        self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        assert self.stack and self.stack[-1] == tag, f"</{tag}> closes <{self.stack[-1:]}>"
+        self.stack.pop()
+
+    def handle_data(self, data):
+        top = self.stack[-1] if self.stack else ""
+        if top == "title":
+            self.title += data
+        elif top in ("h1", "h2", "h3"):
+            self.headings.append((top, data))
+        elif top in ("th", "td"):
+            self.tables[-1]["head" if top == "th" else "body"][-1].append(data)
+        elif top == "p":
+            self.paragraphs.append(data)
+
+
+def test_the_html_page_is_real_html_with_tables_and_every_plot(reported):
+    page = Page()
+    page.feed((reported / "index.html").read_text(encoding="utf-8"))
+    page.close()
+    assert page.stack == []  # every element closed
+    assert page.title == "robustgrid leaderboard"
+    assert ("h1", "robustgrid leaderboard") in page.headings
+    assert ("h2", "tiny (classification, fashion-mnist, n = 32)") in page.headings
+    assert not any(p.lstrip().startswith("#") for p in page.paragraphs)
+    # leaderboard, per-attack breakdown and the transfer table, each with one header row
+    assert len(page.tables) == 3
+    for table in page.tables:
+        assert len(table["head"]) == 1 and table["body"]
+        assert all(len(r) == len(table["head"][0]) for r in table["body"])
+    assert page.tables[0]["head"][0][:4] == ["rank", "target", "defense", "clean accuracy"]
+    assert page.tables[0]["head"][0][-1] == "flags"
+    assert page.images == [line[line.index("](") + 2:-1] for line in
+                           (reported / "leaderboard.md").read_text().splitlines() if line.startswith("![")]
+    assert sorted(page.images) == sorted(p.name for p in reported.glob("*.png"))
+
+
+def md_table(md: str, header_start: str) -> list[dict[str, str]]:
+    lines = md.splitlines()
+    i = next(i for i, line in enumerate(lines) if line.startswith(header_start))
+    head = [x.strip() for x in lines[i].strip("|").split("|")]
+    rows = []
+    for line in lines[i + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append(dict(zip(head, (x.strip() for x in line.strip("|").split("|")))))
+    return rows
+
+
+def test_leaderboard_values_are_worst_case_envelopes_recomputed_from_outcomes(reported):
+    rows = md_table((reported / "leaderboard.md").read_text(encoding="utf-8"), "| rank |")
+    store = Store(reported / "cells.sqlite", readonly=True)
+    try:
+        cells = store.cells()
+        labels = store.labels("tiny", cells[0].dataset)
+        full = {a: max(c.steps for c in cells if c.attack == a) for a in {c.attack for c in cells}}
+        for row in rows:
+            for column in [k for k in row if " @" in k]:
+                threat, eps = column.split(" @")
+                # per attack and source: a sample counts as broken at eps if broken at any budget <= eps
+                envelopes = []
+                for a, steps in full.items():
+                    for sources in {c.sources for c in cells if c.threat == threat and c.attack == a}:
+                        pts = [c for c in cells if (c.attack, c.steps, c.threat, c.sources, c.target, c.defense)
+                               == (a, steps, threat, sources, row["target"], row["defense"])
+                               and c.eps <= float(eps)]
+                        if pts:
+                            robust = np.all([store.outcome(c.key) == labels for c in pts], axis=0)
+                            envelopes.append(robust.mean())
+                want = f"{min(envelopes):.3f}" if envelopes else "–"
+                assert row[column] == want, (row["target"], row["defense"], column)
+    finally:
+        store.close()
+    assert [int(r["rank"]) for r in rows] == list(range(1, len(rows) + 1))
+    ranked = [float(r["whitebox @0.1"]) if r["whitebox @0.1"] != "–" else None for r in rows]
+    assert ranked == sorted(ranked, key=lambda v: (v is None, -(v or 0)))  # whitebox ranks; unranked rows last
+
+
+def test_flags_are_shown_per_threat_as_in_summary_json(reported):
+    rows = md_table((reported / "leaderboard.md").read_text(encoding="utf-8"), "| rank |")
+    flags = json.loads((reported / "summary.json").read_text())["flags"]
+    shown = {}
+    for row in rows:
+        if row["flags"] == "ok":
+            continue
+        for part in row["flags"].split("; "):
+            threat, names = part.split(": ")
+            shown[f"tiny|{row['target']}|{row['defense']}|{threat}"] = names.split(", ")
+    assert shown == flags and shown
+    assert any(row["flags"].count(": ") > 1 for row in rows)  # this grid flags two threats of one row
