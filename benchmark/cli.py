@@ -67,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("config")
     run.add_argument("--out", default=None, help="output folder (default results/<config name>)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (overrides the config's device)")
+    run.add_argument("--executor", default=None, choices=["local", "ray"], help="where shards run (default: config)")
+    run.add_argument("--ray-address", default=None, help="an existing Ray cluster (host:port, ray://host:port, auto)")
+    run.add_argument("--plugin", action="append", default=[], help="module or .py file to import first (repeatable)")
     lst = sub.add_parser("list", help="list registered names with one-line descriptions")
     lst.add_argument("kind", choices=LISTS)
     zoo = sub.add_parser("zoo", help="the embedded model zoo")
@@ -104,9 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "run":
             from robustgrid.benchmark import load_config, run_grid
 
-            cfg = load_config(args.config)
+            cfg = load_config(args.config, tuple(args.plugin))
             out = Path(args.out) if args.out else Path("results") / Path(args.config).stem
-            summary = run_grid(cfg, out, progress=not args.quiet)
+            summary = run_grid(cfg, out, progress=not args.quiet, device=args.device, executor=args.executor,
+                               ray_address=args.ray_address)
             print(f"{summary.generated} units generated, {summary.reused} reused, {summary.seconds:.0f} s; "
                   f"report in {out}/leaderboard.md")
         elif args.cmd == "list":

@@ -10,9 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from robustgrid.benchmark.executors import EXECUTORS, RaySettings
+from robustgrid.benchmark.plugins import load_plugins
 from robustgrid.benchmark.threats import default_threats, get_threat, threats_in_order
+from robustgrid.models.device import PRECISIONS
 
 from robustgrid.core import RobustgridError
+
+SHARD_BATCHES = 4  # default shard: four batches (the unit of work, of resumption and of distribution)
 
 
 @dataclass(frozen=True)
@@ -21,10 +26,16 @@ class Spec:
 
     name: str
     params: tuple[tuple[str, Any], ...] = ()
+    registered: str = ""  # the registered name it is built from, where ``name`` is a label given in the config
 
     @property
     def kwargs(self) -> dict[str, Any]:
         return dict(self.params)
+
+    @property
+    def builder(self) -> str:
+        """The registry name to build: the label's source, else the name itself."""
+        return self.registered or self.name
 
     @property
     def label(self) -> str:
@@ -78,16 +89,28 @@ class Suite:
     early_stop: bool = True
     eot_samples: int = 8
     name: str = ""
+    shard_size: int | None = None  # samples per shard (rounded up to whole batches); None: SHARD_BATCHES batches
+
+    @property
+    def shard_samples(self) -> int:
+        """Samples per shard, a whole number of batches, so every batch keeps its global index (and seed)."""
+        batches = SHARD_BATCHES if self.shard_size is None else -(-self.shard_size // self.batch_size)
+        return batches * self.batch_size
 
 
 @dataclass(frozen=True)
 class Config:
-    """A whole grid: a seed and one or more suites."""
+    """A whole grid: a seed, one or more suites, and where it computes (device, precision, executor)."""
 
     seed: int
     suites: tuple[Suite, ...]
     source: str = ""
     raw: str = field(default="", repr=False)
+    device: str = "auto"
+    precision: str = "fp32"
+    executor: str = "local"
+    ray: RaySettings = field(default_factory=RaySettings)
+    plugins: tuple[str, ...] = ()
 
 
 def _fail(where: str, msg: str) -> None:
@@ -112,12 +135,15 @@ def _number(v: Any, where: str, what: str, *, lo: float | None = None, integer: 
     return v
 
 
-def _spec(v: Any, where: str, what: str) -> Spec:
+def _spec(v: Any, where: str, what: str, labelled: bool = False) -> Spec:
     if isinstance(v, str):
         return Spec(v)
     if isinstance(v, dict) and isinstance(v.get("name"), str):
-        params = tuple(sorted((k, _freeze(x)) for k, x in v.items() if k != "name"))
-        return Spec(v["name"], params)
+        label = v.get("label") if labelled else None
+        if label is not None and (not isinstance(label, str) or not label):
+            _fail(where, f"a {what} label must be a non-empty string, got {label!r}")
+        params = tuple(sorted((k, _freeze(x)) for k, x in v.items() if k != "name" and not (labelled and k == "label")))
+        return Spec(label, params, v["name"]) if label else Spec(v["name"], params)
     _fail(where, f"each {what} must be a name or a table with a 'name', got {v!r}")
     raise AssertionError
 
@@ -129,7 +155,7 @@ def _freeze(v: Any) -> Any:
 def _suite(t: dict[str, Any], i: int) -> Suite:
     where = f"suite {i + 1}"
     _check_keys(t, ("name", "task", "dataset", "targets", "defenses", "threats", "budget", "attacks",
-                    "transfer", "batch_size", "early_stop", "eot_samples"), where)
+                    "transfer", "batch_size", "early_stop", "eot_samples", "shard_size"), where)
     for key in ("task", "dataset", "targets", "attacks", "budget"):
         if key not in t:
             _fail(where, f"missing key {key!r}")
@@ -141,7 +167,11 @@ def _suite(t: dict[str, Any], i: int) -> Suite:
         _number(ds["size"], where, "dataset size", lo=1, integer=True)
     if not isinstance(t["targets"], list) or not t["targets"]:
         _fail(where, "targets must be a non-empty list")
-    targets = tuple(_spec(x, where, "target") for x in t["targets"])
+    targets = tuple(_spec(x, where, "target", labelled=True) for x in t["targets"])
+    target_names = [x.name for x in targets]
+    twice = sorted({n for n in target_names if target_names.count(n) > 1})
+    if twice:
+        _fail(where, f"two targets are both called {twice[0]!r}; give one a distinct label = \"...\"")
     defenses = tuple(_spec(x, where, "defense") for x in t.get("defenses", ["none"]))
     threats = t.get("threats", list(default_threats()))
     if not isinstance(threats, list) or not all(isinstance(th, str) for th in threats):
@@ -194,18 +224,59 @@ def _suite(t: dict[str, Any], i: int) -> Suite:
         _fail(where, f"threats {defended} need at least one defense other than 'none'")
     batch = int(_number(t.get("batch_size", 256), where, "batch_size", lo=1, integer=True))
     eot = int(_number(t.get("eot_samples", 8), where, "eot_samples", lo=1, integer=True))
+    shard = t.get("shard_size")
+    if shard is not None:
+        shard = int(_number(shard, where, "shard_size", lo=1, integer=True))
     early = t.get("early_stop", True)
     if not isinstance(early, bool):
         _fail(where, f"early_stop must be true or false, got {early!r}")
     return Suite(task=task, dataset=dataset, targets=targets, attacks=tuple(attacks),
                  budget=Budget(norm, eps, checkpoints), defenses=defenses, threats=threats, sources=sources,
-                 batch_size=batch, early_stop=early, eot_samples=eot, name=str(t.get("name", f"{task}")))
+                 batch_size=batch, early_stop=early, eot_samples=eot, name=str(t.get("name", f"{task}")),
+                 shard_size=shard)
 
 
-def parse_config(data: dict[str, Any], source: str = "<dict>", raw: str = "") -> Config:
-    """Validate a config mapping (as parsed from TOML) into a Config; errors name the bad key or value."""
+def _ray(v: Any, where: str) -> RaySettings:
+    if not isinstance(v, dict):
+        _fail(where, f"ray must be a table (address, workers, num_cpus, num_gpus, max_retries), got {v!r}")
+    _check_keys(v, ("address", "workers", "num_cpus", "num_gpus", "max_retries"), f"{where} ray")
+    address = v.get("address")
+    if address is not None and (not isinstance(address, str) or not address):
+        _fail(where, f"ray address must be host:port, ray://host:port or 'auto', got {address!r}")
+    return RaySettings(address=address,
+                       workers=int(_number(v.get("workers", 2), where, "ray workers", lo=1, integer=True)),
+                       num_cpus=float(_number(v.get("num_cpus", 1.0), where, "ray num_cpus", lo=0.0)),
+                       num_gpus=float(_number(v.get("num_gpus", 0.0), where, "ray num_gpus", lo=0.0)),
+                       max_retries=int(_number(v.get("max_retries", 3), where, "ray max_retries", lo=0, integer=True)))
+
+
+def _choice(data: dict[str, Any], key: str, default: str, valid: tuple[str, ...], where: str) -> str:
+    value = data.get(key, default)
+    if value not in valid:
+        _fail(where, f"{key} must be one of {', '.join(valid)}, got {value!r}")
+    return value
+
+
+def parse_config(data: dict[str, Any], source: str = "<dict>", raw: str = "",
+                 plugins: tuple[str, ...] = ()) -> Config:
+    """Validate a config mapping (as parsed from TOML) into a Config; errors name the bad key or value.
+
+    Plugins (the config's ``plugins`` and the caller's, e.g. ``--plugin``) are imported first, so the names they
+    register are known to the validation; file plugins are found relative to the config's folder.
+    """
     where = Path(source).name
-    _check_keys(data, ("seed", "suite"), where)
+    _check_keys(data, ("seed", "suite", "device", "precision", "executor", "ray", "plugins"), where)
+    listed = data.get("plugins", [])
+    if not isinstance(listed, list):
+        _fail(where, f"plugins must be a list of module names or .py files, got {listed!r}")
+    plugins = (*listed, *plugins)
+    load_plugins(plugins, Path(source).parent if source != "<dict>" else None)
+    device = data.get("device", "auto")
+    if not isinstance(device, str):
+        _fail(where, f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    precision = _choice(data, "precision", "fp32", tuple(PRECISIONS), where)
+    executor = _choice(data, "executor", "local", EXECUTORS, where)
+    ray = _ray(data.get("ray", {}), where)
     seed = int(_number(data.get("seed", 0), where, "seed", lo=0, integer=True))
     suites = data.get("suite")
     if not isinstance(suites, list) or not suites:
@@ -214,10 +285,11 @@ def parse_config(data: dict[str, Any], source: str = "<dict>", raw: str = "") ->
     names = [s.name for s in parsed]
     if len(set(names)) != len(names):
         parsed = tuple(Suite(**{**s.__dict__, "name": f"{s.name}-{i + 1}"}) for i, s in enumerate(parsed))
-    return Config(seed=seed, suites=parsed, source=source, raw=raw)
+    return Config(seed=seed, suites=parsed, source=source, raw=raw, device=device, precision=precision,
+                  executor=executor, ray=ray, plugins=tuple(plugins))
 
 
-def load_config(path: str | Path) -> Config:
+def load_config(path: str | Path, plugins: tuple[str, ...] = ()) -> Config:
     """Read and validate a TOML config file (one line error for a missing file or bad TOML)."""
     path = Path(path)
     if not path.is_file():
@@ -227,4 +299,4 @@ def load_config(path: str | Path) -> Config:
         data = tomllib.loads(raw)
     except tomllib.TOMLDecodeError as exc:
         raise RobustgridError(f"{path.name}: invalid TOML: {exc}") from None
-    return parse_config(data, str(path), raw)
+    return parse_config(data, str(path), raw, plugins)

@@ -70,6 +70,8 @@ def plan_suite(suite: Suite, seed: int, identity: dict[str, str]) -> list[Unit]:
     common = {"suite": suite.name, "task": suite.task, "dataset": identity["dataset"], "seed": seed,
               "norm": suite.budget.norm, "batch_size": suite.batch_size, "eot_samples": suite.eot_samples,
               "early_stop": suite.early_stop}
+    if "compute" in identity:  # a GPU or reduced precision gives other numbers than CPU fp32: keyed apart
+        common["compute"] = identity["compute"]
 
     def add(attack: AttackSpec, sources: tuple[str, ...], threat: str, defense: str, eps: float,
             evals: list[Eval]) -> None:

@@ -60,3 +60,12 @@ def config_hash(raw: str) -> str:
 def describe(seed: int, raw_config: str, extra: dict[str, Any]) -> dict[str, Any]:
     """The provenance record of a suite, stored once and referenced by id from each of its cells."""
     return {"seed": seed, "config_sha256": config_hash(raw_config), "versions": versions(), **extra}
+
+
+def compute_provenance(device: torch.device, precision: str) -> dict[str, Any]:
+    """Where the numbers were computed: device, GPU model, CUDA and cuDNN versions, and the autocast precision."""
+    info: dict[str, Any] = {"device": str(device), "precision": precision}
+    if device.type == "cuda":
+        info.update(gpu=torch.cuda.get_device_name(device), cuda=torch.version.cuda,
+                    cudnn=torch.backends.cudnn.version())
+    return info

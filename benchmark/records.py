@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import numpy as np
     from robustgrid.benchmark.store import Store
 
-SCHEMA_VERSION = 2  # PRAGMA user_version; 0 is the store written before this schema (provenance JSON in every cell)
+SCHEMA_VERSION = 3  # PRAGMA user_version; 0: provenance JSON in every cell; 2: before shards were stored
 
 _SQL_TYPES = {str: "TEXT", int: "INTEGER", float: "REAL", bytes: "BLOB", tuple: "TEXT"}
 
@@ -90,6 +90,18 @@ class UnitRow:
     forwards: int
     seconds: float
     seed: int
+
+
+@dataclass(frozen=True)
+class ShardRow:
+    """A finished shard of a unit whose cells are not written yet: its outcomes and costs as an ``.npz`` blob.
+
+    A run killed mid-unit resumes at the next missing shard; the rows go when the unit's cells are written.
+    """
+
+    unit: str
+    shard: int
+    payload: bytes
 
 
 @dataclass(frozen=True)
@@ -216,10 +228,11 @@ CELLS = Table("cells", CellRow, ("key",), order=("suite", "attack", "threat", "s
 METRICS = Table("metrics", MetricRow, ("key", "name"))
 OUTCOMES = Table("outcomes", OutcomeRow, ("key",))
 UNITS = Table("units", UnitRow, ("key",), order=("suite", "key"))
+SHARDS = Table("shards", ShardRow, ("unit", "shard"), order=("unit", "shard"))
 DATASETS = Table("datasets", DatasetRow, ("suite", "fingerprint"))
 CLEAN = Table("clean", CleanRow, ("suite", "target", "defense", "fingerprint"))
 PROVENANCE = Table("provenance", ProvenanceRow, ("id",), order=("suite", "id"))
-TABLES: tuple[Table[Any], ...] = (PROVENANCE, CELLS, METRICS, OUTCOMES, UNITS, DATASETS, CLEAN)
+TABLES: tuple[Table[Any], ...] = (PROVENANCE, CELLS, METRICS, OUTCOMES, UNITS, SHARDS, DATASETS, CLEAN)
 
 
 def schema_sql() -> str:

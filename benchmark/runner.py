@@ -1,8 +1,11 @@
-"""Run a grid: prepare (validate, load) every suite, then generate each unit once and evaluate its cells."""
+"""Run a grid: prepare (validate, load) every suite, then generate each unit once, shard by shard, and evaluate
+its cells. Shards are the unit of work, of resumption and of distribution (``executors``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,13 +15,25 @@ import numpy as np
 import torch
 from robustgrid.attacks import ATTACKS, Attack, build_attack
 from robustgrid.benchmark.config import Config, Suite
+from robustgrid.benchmark.executors import (
+    EXECUTORS,
+    LocalExecutor,
+    RayExecutor,
+    RaySettings,
+    check_reachable,
+    import_ray,
+)
 from robustgrid.benchmark.planner import Unit, naive_grad_evals, plan_suite
-from robustgrid.benchmark.provenance import describe, module_hash
+from robustgrid.benchmark.plugins import load_plugins
+from robustgrid.benchmark.provenance import compute_provenance, describe, module_hash
 from robustgrid.benchmark.records import CellRow, ProvenanceRow, UnitRow
+from robustgrid.benchmark.shards import ShardJob, ShardResult, plan_shards
 from robustgrid.benchmark.store import Store
 from robustgrid.benchmark.threats import get_threat
 from robustgrid.defenses import Defended, Purifier, build_defense
 from robustgrid.models.data import ImageDataset, build_dataset
+from robustgrid.models.data.stream import StreamingDataset
+from robustgrid.models.device import Autocast, check_precision, resolve_device
 from robustgrid.models.target import Target, build_target, target_task
 from robustgrid.models.tasks import Task, build_task
 from torch import Tensor, nn
@@ -33,15 +48,16 @@ class Prepared:
 
     suite: Suite
     task: Task
-    data: ImageDataset
+    data: ImageDataset | StreamingDataset
     targets: dict[str, Target]
     defenses: dict[str, Purifier]
     identity: dict[str, str]
     provenance: ProvenanceRow
     units: list[Unit] = field(default_factory=list)
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
 
-def _build_defense(spec_name: str, params: dict[str, Any], data: ImageDataset) -> Purifier:
+def _build_defense(spec_name: str, params: dict[str, Any], data: ImageDataset | StreamingDataset) -> Purifier:
     """Build a purifier; learned ones get the suite's dataset (to train on) unless the config names one."""
     from robustgrid.defenses import DEFENSES
 
@@ -49,34 +65,38 @@ def _build_defense(spec_name: str, params: dict[str, Any], data: ImageDataset) -
     if "dataset" in accepts and "dataset" not in params:
         params = {**params, "dataset": data.name}
     if "in_chans" in accepts and "in_chans" not in params:
-        params = {**params, "in_chans": int(data.images.shape[1])}
+        params = {**params, "in_chans": int(data.sample_shape[0])}
     return build_defense(spec_name, **params)
 
 
-def prepare(suite: Suite, seed: int, raw_config: str) -> Prepared:
-    """Load data, targets and defenses and build every attack once: all user errors surface here."""
+def prepare(suite: Suite, seed: int, raw_config: str, device: str = "cpu", precision: str = "fp32") -> Prepared:
+    """Load data, targets and defenses onto ``device`` and build every attack once: all user errors surface here.
+
+    ``precision`` bf16/fp16 runs the targets' forward passes under autocast (inputs, gradients, metrics stay fp32).
+    """
     where = f"suite {suite.name!r}"
+    dev, dtype = resolve_device(device), check_precision(precision)
     task = build_task(suite.task)
     ds = suite.dataset.kwargs
     data = build_dataset(suite.dataset.name, **ds)
     targets: dict[str, Target] = {}
     for spec in suite.targets:
-        declared = target_task(spec.name)
+        declared = target_task(spec.builder)
         if declared is not None and declared != suite.task:
             raise RobustgridError(f"{where}: target {spec.name!r} is a {declared} model, the suite's task is "
                                   f"{suite.task}")
-        tgt = build_target(spec.name, **spec.kwargs)
+        tgt = build_target(spec.builder, **spec.kwargs)
         task.check_target(tgt)
         if tgt.task != suite.task:
             raise RobustgridError(f"{where}: target {spec.name!r} is a {tgt.task} model, the suite's task is "
                                   f"{suite.task}")
-        if not tgt.accepts(tuple(data.images.shape[1:])):
+        if not tgt.accepts(tuple(data.sample_shape)):
             raise RobustgridError(f"{where}: target {spec.name!r} takes images of shape {tuple(tgt.input_shape)}, "
-                                  f"dataset {data.name!r} gives {tuple(data.images.shape[1:])} (set the dataset's "
+                                  f"dataset {data.name!r} gives {tuple(data.sample_shape)} (set the dataset's "
                                   f"crop, or the target's input_size where the architecture allows it)")
         targets[spec.name] = tgt
-    task.check_batch(data.images[: suite.batch_size], data.labels[: suite.batch_size])
-    defenses = {d.name: _build_defense(d.name, d.kwargs, data) for d in suite.defenses}
+    task.check_batch(*next(data.batches(suite.batch_size, 0, suite.batch_size)))
+    defenses = {d.name: _build_defense(d.builder, d.kwargs, data) for d in suite.defenses}
     for threat in suite.threats:
         for name, purifier in defenses.items():
             get_threat(threat).check_purifier(where, name, purifier)
@@ -91,12 +111,21 @@ def prepare(suite: Suite, seed: int, raw_config: str) -> Prepared:
     identity.update({name: module_hash(t.module) for name, t in targets.items()})
     identity.update({f"defense:{name}": module_hash(p) + repr(sorted(p.describe().items()))
                      for name, p in defenses.items()})
+    if dev.type != "cpu" or dtype is not None:
+        identity["compute"] = f"{dev.type}/{precision}"
+    for name, t in targets.items():  # a fresh Target: zoo targets are cached objects shared between runs
+        t.module.to(dev)
+        if dtype is not None:
+            targets[name] = dataclasses.replace(t, module=Autocast(t.module, dtype))
+    for purifier in defenses.values():
+        purifier.to(dev)
     provenance = describe(seed, raw_config, {
-        "dataset": identity["dataset"],
+        "dataset": identity["dataset"], "compute": compute_provenance(dev, precision),
         "targets": {n: {**t.provenance, "weights_hash": identity[n]} for n, t in targets.items()},
         "defenses": {n: p.describe() for n, p in defenses.items()},
     })
-    prepared = Prepared(suite, task, data, targets, defenses, identity, ProvenanceRow.of(suite.name, provenance))
+    prepared = Prepared(suite, task, data, targets, defenses, identity, ProvenanceRow.of(suite.name, provenance),
+                        device=dev)
     prepared.units = plan_suite(suite, seed, identity)
     for unit in prepared.units:  # run options are per unit: an attack that cannot honour them fails here
         attack, options = configure_attack(prepared, unit)
@@ -114,8 +143,9 @@ def _eval_module(p: Prepared, target: str, defense: str) -> nn.Module:
     return module if defense == "none" else Defended(module, p.defenses[defense])
 
 
-def _seeded(seed: int) -> Any:
-    rng = torch.random.fork_rng(devices=[])
+def _seeded(seed: int, device: torch.device) -> Any:
+    """Fix the global generators (the CPU's, and the CUDA device's when the batch lives there) to ``seed``."""
+    rng = torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
     rng.__enter__()
     torch.manual_seed(seed % (2**63))
     return rng
@@ -125,7 +155,7 @@ def evaluate(p: Prepared, module: nn.Module, x: Tensor, y: Tensor, seed: int) ->
     """Per-sample outcomes of ``module`` on a batch (randomised purifiers draw from a fixed seed)."""
     if p.task.quantize:
         x = torch.round(x * 255) / 255
-    rng = _seeded(seed)
+    rng = _seeded(seed, x.device)
     try:
         with torch.inference_mode():
             return p.task.outcome(module(x), y)
@@ -143,7 +173,8 @@ def clean_outcomes(p: Prepared, store: Store, progress: bool) -> dict[tuple[str,
             out[t, d] = stored
             continue
         module = _eval_module(p, t, d)
-        parts = [evaluate(p, module, x, y, i) for i, (x, y) in enumerate(p.data.batches(p.suite.batch_size))]
+        parts = [evaluate(p, module, x.to(p.device), y.to(p.device), i)
+                 for i, (x, y) in enumerate(p.data.batches(p.suite.batch_size))]
         out[t, d] = np.concatenate(parts)
         store.put_clean(p.suite.name, t, d, clean_key(p.identity, t, d), out[t, d])
     return out
@@ -161,21 +192,24 @@ def configure_attack(p: Prepared, unit: Unit) -> tuple[Attack, dict[str, Any]]:
     return attack, options
 
 
-def run_unit(p: Prepared, unit: Unit, store: Store, clean: dict[tuple[str, str], np.ndarray],
-             progress: bool) -> None:
-    """Generate the unit's examples batch by batch, evaluate every cell, write all in one transaction."""
+def shard_jobs(p: Prepared, suite_index: int, unit: Unit) -> list[ShardJob]:
+    """The shards of ``unit``: consecutive runs of whole batches, ``shard_size`` samples each."""
+    return plan_shards(suite_index, unit.key, len(p.data), p.suite.shard_samples, p.suite.batch_size)
+
+
+def run_shard(p: Prepared, unit: Unit, job: ShardJob) -> ShardResult:
+    """Generate the shard's adversarial examples batch by batch and evaluate every cell of the unit on them."""
     attack, options = configure_attack(p, unit)
     models = get_threat(unit.threat).attack_modules(p.targets, p.defenses, unit)
     evals = {(ev.target, ev.defense): _eval_module(p, ev.target, ev.defense) for ev in unit.evals}
     outcomes: dict[tuple[int, str, str], list[np.ndarray]] = {}
-    pairs: dict[int, dict[str, list[np.ndarray]]] = {}
+    pairs: dict[tuple[int, str], list[np.ndarray]] = {}
     cost = {k: 0 for k in unit.checkpoints}
     grad_total = forwards = 0
     eval_seconds = 0.0
     start = time.perf_counter()
-    batches = list(p.data.batches(p.suite.batch_size))
-    for b, (x, y) in enumerate(tqdm(batches, desc="batches", disable=not progress or len(batches) < 2,
-                                    leave=False)):
+    for b, (x, y) in enumerate(p.data.batches(p.suite.batch_size, job.start, job.stop), start=job.batch):
+        x, y = x.to(p.device), y.to(p.device)
         res = attack.run(models, x, y, seed=unit.seed + b, eps=unit.eps, checkpoints=unit.checkpoints, **options)
         grad_total += res.grad_evals
         forwards += res.forwards
@@ -184,20 +218,33 @@ def run_unit(p: Prepared, unit: Unit, store: Store, clean: dict[tuple[str, str],
             cost[k] += res.grad_evals_at[k]
             xk = res.checkpoints[k]
             for name, values in p.task.pair_metrics(x, xk).items():
-                pairs.setdefault(k, {}).setdefault(name, []).append(values)
+                pairs.setdefault((k, name), []).append(np.asarray(values))
             for (t, d), module in evals.items():
                 outcomes.setdefault((k, t, d), []).append(evaluate(p, module, xk, y, unit.seed + 7919 * b + 1))
         eval_seconds += time.perf_counter() - t0
+    return ShardResult(job, {key: np.concatenate(v) for key, v in outcomes.items()},
+                       {key: np.concatenate(v) for key, v in pairs.items()}, cost, grad_total, forwards,
+                       time.perf_counter() - start, eval_seconds)
+
+
+def finish_unit(p: Prepared, unit: Unit, store: Store, clean: dict[tuple[str, str], np.ndarray],
+                shards: list[ShardResult]) -> None:
+    """Every cell of a unit from all its shards' per-sample outcomes (never a mean of shard metrics), written with
+    the unit's cost in one transaction that also drops the shard rows."""
+    shards = sorted(shards, key=lambda r: r.job.index)
     labels = p.data.labels.cpu().numpy()
     n = len(labels)
+    attack, options = configure_attack(p, unit)
     naive = naive_grad_evals(unit, n, attack.draws_per_step(options["eot_samples"]))
-    seconds = time.perf_counter() - start
+    cost = {k: sum(r.cost[k] for r in shards) for k in unit.checkpoints}
+    eval_seconds = sum(r.eval_seconds for r in shards)
+    pair_names = sorted({name for r in shards for _, name in r.pairs})
     with store.transaction() as con:
         for cell in unit.cells:
-            outcome = np.concatenate(outcomes[cell.steps, cell.target, cell.defense])
+            outcome = np.concatenate([r.outcomes[cell.steps, cell.target, cell.defense] for r in shards])
             metrics = p.task.metrics(outcome, labels, clean[cell.target, cell.defense])
-            for name, values in pairs[cell.steps].items():
-                metrics[f"mean_{name}"] = float(np.mean(np.concatenate(values)))
+            for name in pair_names:
+                metrics[f"mean_{name}"] = float(np.mean(np.concatenate([r.pairs[cell.steps, name] for r in shards])))
             record = CellRow(
                 suite=cell.suite, task=cell.task, dataset=p.identity["dataset"], attack=unit.attack.label,
                 sources=unit.sources, threat=cell.threat, norm=cell.norm, eps=cell.eps, steps=cell.steps,
@@ -207,7 +254,9 @@ def run_unit(p: Prepared, unit: Unit, store: Store, clean: dict[tuple[str, str],
                 clean_key=clean_key(p.identity, cell.target, cell.defense), provenance=p.provenance.id,
                 created=time.time(), metrics=metrics)
             store.put_cell(con, record, outcome)
-        store.put_unit(con, UnitRow(unit.key, unit.suite, grad_total, forwards, seconds, unit.seed))
+        store.put_unit(con, UnitRow(unit.key, unit.suite, sum(r.grad_evals for r in shards),
+                                    sum(r.forwards for r in shards), sum(r.seconds for r in shards), unit.seed))
+        store.drop_shards(con, unit.key)
 
 
 @dataclass
@@ -220,36 +269,98 @@ class RunSummary:
     seconds: float
 
 
-def run_grid(config: Config, out: str | Path, *, progress: bool = True, report: bool = True,
-             limit_units: int | None = None) -> RunSummary:
-    """Run every suite of ``config`` into ``out/cells.sqlite`` (resuming), then write the report.
+def make_executor(config: Config, prepared: list[Prepared], units: dict[str, Unit], executor: str,
+                  ray: RaySettings) -> LocalExecutor | RayExecutor:
+    """The executor a run asked for: ``local`` runs shards with the driver's suites, ``ray`` on Ray actors that
+    prepare the suites themselves (models loaded once per worker)."""
+    if executor == "ray":
+        return RayExecutor(ray, lambda: ShardWorker, (config,))
+    return LocalExecutor(lambda job: run_shard(prepared[job.suite], units[job.unit], job))
 
-    All suites are prepared before the store is touched, so a bad input writes nothing.
-    ``limit_units`` stops after that many new units (used by tests to simulate an interruption).
+
+class ShardWorker:
+    """A Ray actor's state: the config's suites prepared once on the worker's device, then shard after shard."""
+
+    def __init__(self, config: Config) -> None:
+        torch.set_num_threads(max(1, int(os.environ.get("ROBUSTGRID_THREADS", "1"))))
+        load_plugins(config.plugins, Path(config.source).parent if config.source != "<dict>" else None)
+        self.prepared = [prepare(s, config.seed, config.raw, config.device, config.precision) for s in config.suites]
+        self.units = {u.key: u for p in self.prepared for u in p.units}
+
+    def run(self, job: ShardJob) -> ShardResult:
+        return run_shard(self.prepared[job.suite], self.units[job.unit], job)
+
+
+def run_grid(config: Config, out: str | Path, *, progress: bool = True, report: bool = True,
+             device: str | None = None, executor: str | None = None, ray_address: str | None = None) -> RunSummary:
+    """Run every suite of ``config`` into ``out/cells.sqlite`` (resuming at the shard), then write the report.
+
+    All suites are prepared before the store is touched, so a bad input writes nothing. ``device``, ``executor``
+    and ``ray_address`` override the config's (the CLI's --device, --executor, --ray-address).
     """
     start = time.perf_counter()
-    prepared = [prepare(s, config.seed, config.raw) for s in config.suites]
+    overrides: dict[str, Any] = {}
+    if device is not None:
+        overrides["device"] = device
+    if executor is not None:
+        overrides["executor"] = executor
+    if ray_address is not None:
+        overrides["ray"] = dataclasses.replace(config.ray, address=ray_address)
+    config = dataclasses.replace(config, **overrides)
+    if config.executor not in EXECUTORS:
+        raise RobustgridError(f"unknown executor {config.executor!r}; valid: {', '.join(EXECUTORS)}")
+    if config.executor == "ray":
+        import_ray()
+        if config.ray.address is not None:
+            check_reachable(config.ray.address)
+    prepared = [prepare(s, config.seed, config.raw, config.device, config.precision) for s in config.suites]
+    units = {u.key: u for p in prepared for u in p.units}
+    owner = {u.key: i for i, p in enumerate(prepared) for u in p.units}
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise RobustgridError(f"--out {out} is a file; name a folder (it is created if missing)")
     store = Store(out / "cells.sqlite")
     generated = reused = 0
+    runner: LocalExecutor | RayExecutor | None = None
     try:
+        cleans = []
         for p in prepared:
             store.put_dataset(p.suite.name, p.identity["dataset"], p.data.labels.cpu().numpy())
             store.put_provenance(p.provenance)
-            clean = clean_outcomes(p, store, progress)
-            for unit in tqdm(p.units, desc=f"{p.suite.name}: units", disable=not progress):
+            cleans.append(clean_outcomes(p, store, progress))
+        todo: dict[str, dict[int, ShardResult]] = {}
+        jobs: list[ShardJob] = []
+        for i, p in enumerate(prepared):
+            for unit in p.units:
                 if store.has_all(c.key for c in unit.cells):
                     reused += 1
                     continue
-                if limit_units is not None and generated >= limit_units:
-                    raise KeyboardInterrupt
-                run_unit(p, unit, store, clean, progress)
-                generated += 1
+                all_jobs = shard_jobs(p, i, unit)
+                done = store.shards(unit.key, {j.index: j for j in all_jobs})
+                todo[unit.key] = {r.job.index: r for r in done}
+                jobs += [j for j in all_jobs if j.index not in todo[unit.key]]
+                if len(done) == len(all_jobs):  # every shard stored by an interrupted run: only the cells are left
+                    finish_unit(p, unit, store, cleans[i], done)
+                    generated += 1
+        if jobs:
+            runner = make_executor(config, prepared, units, config.executor, config.ray)
+            bar = tqdm(total=len(jobs), desc="shards", disable=not progress)
+            for result in runner.map(jobs):
+                job = result.job
+                store.put_shard(job.unit, job.index, result.to_bytes())
+                todo[job.unit][job.index] = result
+                bar.update()
+                if len(todo[job.unit]) == job.count:
+                    p = prepared[owner[job.unit]]
+                    finish_unit(p, units[job.unit], store, cleans[owner[job.unit]], list(todo.pop(job.unit).values()))
+                    generated += 1
+            bar.close()
     finally:
+        if runner is not None:
+            runner.close()
         store.close()
     if report:
         from robustgrid.benchmark.report import write_report
 
         write_report(out)
     return RunSummary(out, generated, reused, time.perf_counter() - start)
-

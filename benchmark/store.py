@@ -23,6 +23,7 @@ from robustgrid.benchmark.records import (
     OUTCOMES,
     PROVENANCE,
     SCHEMA_VERSION,
+    SHARDS,
     UNITS,
     CellRow,
     CleanRow,
@@ -30,9 +31,11 @@ from robustgrid.benchmark.records import (
     MetricRow,
     OutcomeRow,
     ProvenanceRow,
+    ShardRow,
     UnitRow,
     schema_sql,
 )
+from robustgrid.benchmark.shards import ShardJob, ShardResult
 
 from robustgrid.core import RobustgridError
 
@@ -104,6 +107,21 @@ class Store:
 
     def put_unit(self, con: sqlite3.Connection, unit: UnitRow) -> None:
         con.execute(UNITS.insert_sql(), UNITS.values(unit))
+
+    def put_shard(self, unit: str, index: int, payload: bytes) -> None:
+        """A finished shard, in its own transaction: a run killed later resumes after it."""
+        with self.db:
+            self.db.execute(SHARDS.insert_sql(), SHARDS.values(ShardRow(unit, index, payload)))
+
+    def shards(self, unit: str, jobs: dict[int, ShardJob]) -> list[ShardResult]:
+        """The stored shards of ``unit`` whose index is one of ``jobs`` (index -> ShardJob), as ShardResults."""
+        rows = self.db.execute(SHARDS.select_sql("unit = ?"), (unit,)).fetchall()
+        found = [SHARDS.load(r) for r in rows]
+        return [ShardResult.from_bytes(jobs[r.shard], r.payload) for r in found if r.shard in jobs]
+
+    def drop_shards(self, con: sqlite3.Connection, unit: str) -> None:
+        """Forget a unit's shards once its cells are written (inside that transaction)."""
+        con.execute("DELETE FROM shards WHERE unit = ?", (unit,))
 
     def put_dataset(self, suite: str, fingerprint: str, labels: np.ndarray) -> None:
         with self.db:

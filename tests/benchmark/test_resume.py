@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from robustgrid.benchmark import parse_config, run_grid
+from robustgrid.benchmark import parse_config, run_grid, runner
 
 from tests.benchmark.conftest import SMALL_TOML
 
@@ -23,10 +23,28 @@ def table(out: Path) -> list[tuple]:
     return sqlite3.connect(out / "cells.sqlite").execute(Q).fetchall()
 
 
-def test_interrupted_run_resumes_to_the_same_table(small_config, tmp_path):
+def interrupt_after(monkeypatch: pytest.MonkeyPatch, shards: int) -> list:
+    """Make the runner's shard function raise KeyboardInterrupt (a Ctrl-C) once ``shards`` shards have run;
+    returns the list of jobs that ran, for the test to inspect."""
+    ran: list = []
+    real = runner.run_shard
+
+    def run_shard(p, unit, job):
+        if len(ran) >= shards:
+            raise KeyboardInterrupt
+        ran.append(job)
+        return real(p, unit, job)
+
+    monkeypatch.setattr(runner, "run_shard", run_shard)
+    return ran
+
+
+def test_interrupted_run_resumes_to_the_same_table(small_config, tmp_path, monkeypatch):
     cfg = parse_config(small_config)
+    interrupt_after(monkeypatch, 5)
     with pytest.raises(KeyboardInterrupt):
-        run_grid(cfg, tmp_path / "cut", progress=False, report=False, limit_units=5)
+        run_grid(cfg, tmp_path / "cut", progress=False, report=False)
+    monkeypatch.undo()
     partial = table(tmp_path / "cut")
     assert 0 < len(partial)
     resumed = run_grid(cfg, tmp_path / "cut", progress=False, report=False)
@@ -64,3 +82,28 @@ def test_killed_cli_run_resumes(small_config, tmp_path, sig):
     assert done.returncode == 0, done.stderr
     run_grid(parse_config(small_config), tmp_path / "whole", progress=False, report=False)
     assert table(out) == table(tmp_path / "whole")
+
+
+def test_a_run_killed_mid_unit_resumes_at_the_shard(small_config, tmp_path, monkeypatch):
+    """Four shards per unit: a run cut after 6 shards leaves one unit finished and one half done; the rerun runs
+    only the missing shards and ends with the table of an uninterrupted run without shards (one per unit)."""
+    small_config["suite"][0].update(batch_size=12, shard_size=12)
+    cfg = parse_config(small_config)
+    assert cfg.suites[0].shard_samples == 12
+    interrupt_after(monkeypatch, 6)
+    with pytest.raises(KeyboardInterrupt):
+        run_grid(cfg, tmp_path / "cut", progress=False, report=False)
+    monkeypatch.undo()
+    db = sqlite3.connect(tmp_path / "cut" / "cells.sqlite")
+    stored = db.execute("SELECT unit, shard FROM shards ORDER BY unit, shard").fetchall()
+    assert [s for _, s in stored] == [0, 1] and len({u for u, _ in stored}) == 1  # the cut unit's first half
+    ran = interrupt_after(monkeypatch, 10**6)
+    run_grid(cfg, tmp_path / "cut", progress=False, report=False)
+    monkeypatch.undo()
+    resumed_unit = [j for j in ran if j.unit == stored[0][0]]
+    assert [j.index for j in resumed_unit] == [2, 3]            # resumed at the shard, not from the start
+    assert sqlite3.connect(tmp_path / "cut" / "cells.sqlite").execute("SELECT COUNT(*) FROM shards").fetchone() == (0,)
+    whole = dict(small_config["suite"][0])
+    whole.update(shard_size=48)  # one shard per unit: same batches, same seeds, so the same numbers
+    run_grid(parse_config({**small_config, "suite": [whole]}), tmp_path / "whole", progress=False, report=False)
+    assert table(tmp_path / "cut") == table(tmp_path / "whole")

@@ -1,0 +1,72 @@
+"""Shards: the unit of work, of resumption and of distribution. A generation unit's samples are cut into runs of
+whole batches; a shard's result is per-sample outcomes and costs, so every metric is computed from all of a cell's
+samples and never averaged over shards."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    """One shard of a unit: samples ``start:stop`` of suite ``suite``, whose first batch has global index ``batch``
+    (batch seeds come from the global index, so how a unit is cut into shards changes no number)."""
+
+    suite: int
+    unit: str
+    index: int
+    count: int
+    start: int
+    stop: int
+    batch: int
+
+
+@dataclass
+class ShardResult:
+    """What a shard computed: per-sample outcomes of every evaluated cell and pair metric, and what it cost."""
+
+    job: ShardJob
+    outcomes: dict[tuple[int, str, str], np.ndarray]   # (steps, target, defense) -> outcomes of the shard's samples
+    pairs: dict[tuple[int, str], np.ndarray]           # (steps, metric) -> per-sample values (SSIM, ...)
+    cost: dict[int, int]                                # gradient evaluations up to each checkpoint
+    grad_evals: int
+    forwards: int
+    seconds: float
+    eval_seconds: float
+
+    def to_bytes(self) -> bytes:
+        """The result as an ``.npz`` blob (arrays plus a JSON header; loads without unpickling)."""
+        arrays = {f"o|{k}|{t}|{d}": v for (k, t, d), v in self.outcomes.items()}
+        arrays.update({f"p|{k}|{name}": v for (k, name), v in self.pairs.items()})
+        meta = {"cost": {str(k): v for k, v in self.cost.items()}, "grad_evals": self.grad_evals,
+                "forwards": self.forwards, "seconds": self.seconds, "eval_seconds": self.eval_seconds}
+        buf = io.BytesIO()
+        np.savez_compressed(buf, __meta__=np.array(json.dumps(meta)), **arrays)
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, job: ShardJob, blob: bytes) -> ShardResult:
+        with np.load(io.BytesIO(blob), allow_pickle=False) as z:
+            meta = json.loads(str(z["__meta__"]))
+            outcomes, pairs = {}, {}
+            for name in z.files:
+                kind, _, rest = name.partition("|")
+                if kind == "o":
+                    k, t, d = rest.split("|", 2)
+                    outcomes[int(k), t, d] = z[name]
+                elif kind == "p":
+                    k, metric = rest.split("|", 1)
+                    pairs[int(k), metric] = z[name]
+        return cls(job, outcomes, pairs, {int(k): v for k, v in meta["cost"].items()}, meta["grad_evals"],
+                   meta["forwards"], meta["seconds"], meta["eval_seconds"])
+
+
+def plan_shards(suite: int, unit: str, n: int, shard_samples: int, batch_size: int) -> list[ShardJob]:
+    """The shards of a unit over ``n`` samples: ``shard_samples`` each (a multiple of ``batch_size``)."""
+    starts = list(range(0, n, shard_samples))
+    return [ShardJob(suite, unit, i, len(starts), a, min(a + shard_samples, n), a // batch_size)
+            for i, a in enumerate(starts)]
