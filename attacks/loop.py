@@ -8,7 +8,6 @@ gradient-evaluation counter live here once.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +16,7 @@ import torch
 from robustgrid.models.tasks import Task, build_task
 from torch import Tensor, nn
 
-from robustgrid.core import RobustgridError
+from robustgrid.core import RobustgridError, check_bool, check_choice, check_float, check_int
 
 NORMS = ("linf", "l2")
 
@@ -31,18 +30,6 @@ class AttackResult:
     grad_evals: int = 0   # forward+backward passes, summed over images and sources
     forwards: int = 0     # extra gradient-free forward passes (early-stop checks under a view)
     grad_evals_at: dict[int, int] = field(default_factory=dict)  # cumulative cost at each checkpoint
-
-
-def check_budget(norm: str, eps: float, steps: int, step_size: float | None) -> None:
-    """One-line errors for an unknown norm, a negative or non-finite budget, or steps < 1."""
-    if norm not in NORMS:
-        raise RobustgridError(f"unknown norm {norm!r}; valid: {', '.join(NORMS)}")
-    if not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps < 0:
-        raise RobustgridError(f"budget eps must be a finite number >= 0, got {eps!r}")
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-        raise RobustgridError(f"steps must be an integer >= 1, got {steps!r}")
-    if step_size is not None and (not math.isfinite(step_size) or step_size <= 0):
-        raise RobustgridError(f"step_size must be a finite number > 0, got {step_size!r}")
 
 
 def flat_norm(t: Tensor) -> Tensor:
@@ -59,14 +46,15 @@ class GradientAttack:
                  step_size: float | None = None, rel_step_size: float | None = None,
                  random_start: bool = True, early_stop: bool = False, samples: int = 1,
                  task: str | Task = "classification") -> None:
-        check_budget(norm, eps, steps, step_size)
-        if not isinstance(samples, int) or samples < 1:
-            raise RobustgridError(f"samples must be an integer >= 1, got {samples!r}")
-        if rel_step_size is not None and (not math.isfinite(rel_step_size) or rel_step_size <= 0):
-            raise RobustgridError(f"rel_step_size must be a finite number > 0, got {rel_step_size!r}")
-        self.norm, self.eps, self.steps = norm, float(eps), steps
-        self.step_size, self.rel_step_size = step_size, rel_step_size
-        self.random_start, self.early_stop, self.samples = random_start, early_stop, samples
+        what = self.name
+        self.norm = check_choice(what, "norm", norm, NORMS)
+        self.eps, self.steps = check_float(what, "eps", eps, 0.0), check_int(what, "steps", steps, 1)
+        self.step_size = None if step_size is None else check_float(what, "step_size", step_size, 0.0, low_open=True)
+        self.rel_step_size = (None if rel_step_size is None
+                              else check_float(what, "rel_step_size", rel_step_size, 0.0, low_open=True))
+        self.random_start = check_bool(what, "random_start", random_start)
+        self.early_stop = check_bool(what, "early_stop", early_stop)
+        self.samples = check_int(what, "samples", samples, 1)
         self.task = build_task(task) if isinstance(task, str) else task
 
     # ---- hooks -------------------------------------------------------------------------------
@@ -114,8 +102,7 @@ class GradientAttack:
         if not models:
             raise RobustgridError("an attack needs at least one source model")
         self.task.check_batch(x, y)
-        eps = self.eps if eps is None else float(eps)
-        check_budget(self.norm, eps, self.steps, None)
+        eps = self.eps if eps is None else check_float(self.name, "eps", eps, 0.0)
         bad = [k for k in checkpoints if not 1 <= k <= self.steps]
         if bad:
             raise RobustgridError(f"checkpoints must lie in 1..{self.steps} (steps), got {bad}")

@@ -99,7 +99,7 @@ def test_segpgd_refuses_tasks_without_class_logits(monkeypatch):
 
 
 @pytest.mark.parametrize("name, params, message", [
-    ("di", {"diversity_prob": 1.5}, r"diversity_prob must lie in \[0, 1\]"),
+    ("di", {"diversity_prob": 1.5}, r"diversity_prob must be a finite number in \[0, 1\]"),
     ("ti", {"kernel_size": 4}, "kernel_size must be an odd integer"),
 ])
 def test_bad_parameters(name, params, message):
