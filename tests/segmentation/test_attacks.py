@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from robustgrid.attacks import build_attack
 from robustgrid.attacks.di import resize_pad
-from robustgrid.attacks.ti import gaussian_kernel, smooth
+from robustgrid.attacks.ti import smooth, ti_kernel
 
 from robustgrid.core import RobustgridError
 
@@ -62,7 +62,7 @@ def test_di_view_keeps_size_and_applies_with_probability_p(seg_batch):
 
 
 def test_ti_direction_is_the_sign_of_the_smoothed_gradient():
-    kernel = gaussian_kernel(5, 3.0)
+    kernel = ti_kernel(5, 3.0)
     assert kernel.sum().item() == pytest.approx(1.0) and torch.equal(kernel, kernel.T)
     assert kernel[2, 2] == kernel.max()
     grad = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
