@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from robustgrid.attacks import register_attack
 from robustgrid.attacks.mifgsm import MIFGSM
+from robustgrid.attacks.registry import register_attack
 from robustgrid.models.segmentation_task import IGNORE
 from torch import Tensor
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import torch
-from robustgrid.attacks import register_attack
 from robustgrid.attacks.loop import GradientAttack
+from robustgrid.attacks.registry import register_attack
 from torch import Tensor
 
 from robustgrid.core import check_float

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from robustgrid.attacks import register_attack
 from robustgrid.attacks.loop import GradientAttack, flat_norm
+from robustgrid.attacks.registry import register_attack
 from robustgrid.models.tasks import Task
 from torch import Tensor
 

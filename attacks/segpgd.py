@@ -7,8 +7,8 @@ pixels by lambda_t, lambda_t = (t - 1) / (2T): early steps push the pixels that 
 from __future__ import annotations
 
 import torch.nn.functional as F
-from robustgrid.attacks import register_attack
 from robustgrid.attacks.loop import GradientAttack
+from robustgrid.attacks.registry import register_attack
 from robustgrid.models.segmentation_task import IGNORE, check_label_ids
 from robustgrid.models.tasks import Task
 from torch import Tensor

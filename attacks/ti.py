@@ -6,8 +6,8 @@ surrogate's exact receptive fields, which helps it transfer.
 
 from __future__ import annotations
 
-from robustgrid.attacks import register_attack
 from robustgrid.attacks.mifgsm import MIFGSM
+from robustgrid.attacks.registry import register_attack
 from robustgrid.models.filters import depthwise_conv2d, gaussian_kernel
 from torch import Tensor
 

@@ -14,4 +14,5 @@ __all__ = ["RobustgridError", "TARGETS", "Normalized", "Target", "register_targe
 # the built-in zoo registers its targets on import (timm itself is imported lazily)
 import robustgrid.models.classifiers  # noqa: E402, F401
 import robustgrid.models.iqa_models  # noqa: E402, F401
+import robustgrid.models.iqa_zoo  # noqa: E402, F401
 import robustgrid.models.segmenters  # noqa: E402, F401

@@ -300,6 +300,3 @@ def niqe_target(params: str | Path | None = None, input_shape: Any = (3, 384, 38
     scorer = pyiqa_scorer("niqe", pretrained_model_path=str(mat))
     return iqa_target("niqe", scorer, score_range, True, shape,
                       {"architecture": "niqe", "source": "pyiqa", "params": str(path), "sha256": digest})
-
-
-import robustgrid.models.iqa_zoo  # noqa: E402, F401  (the embedded IQA zoo registers its targets on import)

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import torch
-from robustgrid.models.data import register_dataset
 from robustgrid.models.data.base import ImageDataset, fingerprint, subset_indices
+from robustgrid.models.data.registry import register_dataset
 
 from robustgrid.core import RobustgridError
 

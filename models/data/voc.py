@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from robustgrid.models.data import register_dataset
 from robustgrid.models.data.base import ImageDataset
+from robustgrid.models.data.registry import register_dataset
 from robustgrid.models.data.segpairs import pair_dataset
 
 from robustgrid.core import RobustgridError
