@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, desc in rows:
                 print(f"{name:<{width}}  {desc}")
         elif args.cmd == "zoo":
-            from robustgrid.models.zoo import train_zoo
+            from robustgrid.benchmark.zoo_training import train_zoo
 
             for rec in train_zoo(args.names or None, force=args.force, commit=args.commit, progress=not args.quiet):
                 metrics = ", ".join(f"{k} {v:.4f}" for k, v in rec.metrics.items())

@@ -1,7 +1,4 @@
-"""Targets, tasks, datasets and the trained zoo; imports none of attacks, defenses, benchmark.
-
-(The one exception is lazy and by name: ``models.zoo.load_zoo`` imports the blind-spot networks' zoo entries.)
-"""
+"""Targets, tasks, datasets and the trained zoo; imports none of attacks, defenses, benchmark."""
 
 from robustgrid.models import iqa_task, segmentation_task  # noqa: F401  (register the "iqa" and "segmentation" tasks)
 from robustgrid.models.target import TARGETS, Normalized, Target, register_target
