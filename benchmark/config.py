@@ -27,14 +27,6 @@ class Spec:
     def kwargs(self) -> dict[str, Any]:
         return dict(self.params)
 
-    @property
-    def label(self) -> str:
-        """Short display name: the name, plus the parameters that distinguish it."""
-        return self.name if not self.params else f"{self.name}({', '.join(f'{k}={v}' for k, v in self.params)})"
-
-    def to_json(self) -> str:
-        return json.dumps({"name": self.name, "params": dict(self.params)}, sort_keys=True, default=str)
-
 
 @dataclass(frozen=True)
 class AttackSpec:

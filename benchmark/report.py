@@ -45,11 +45,11 @@ def write_csv(cells: list[CellRow], env: dict[str, float], prov: dict[str, dict]
                         *[versions.get(k, "") for k in VERSION_KEYS], c.key])
 
 
-def _worst(task: str, values: list[float]) -> float | None:
+def _worst(values: list[float]) -> float | None:
     values = [v for v in values if v == v]
     if not values:
         return None
-    return min(values) if build_task(task).robust_is_high else max(values)
+    return min(values)  # every task's primary metric is higher = more robust
 
 
 def leaderboard(store: Store, cells: list[CellRow], env: dict[str, float]) -> tuple[str, dict]:
@@ -74,19 +74,18 @@ def leaderboard(store: Store, cells: list[CellRow], env: dict[str, float]) -> tu
             row = {"target": target, "defense": defense, "clean": clean.get((suite, target, defense))}
             for th in threats:
                 for e in show_eps:
-                    row[th, e] = _worst(task, [env.get(c.key, c.value) for c in sel if c.threat == th and c.eps == e
-                                               and c.target == target and c.defense == defense])
+                    row[th, e] = _worst([env.get(c.key, c.value) for c in sel if c.threat == th and c.eps == e
+                                         and c.target == target and c.defense == defense])
             row["flags"] = sorted({f for th in threats for f in flags.get((suite, target, defense, th), [])})
             rows.append(row)
         rank_key = next(((th, show_eps[-1]) for th in ("adaptive", "whitebox", "bpda", "blind", "transfer")
                          if show_eps and any(r.get((th, show_eps[-1])) is not None for r in rows)), None)
-        hi = build_task(task).robust_is_high
-        rows.sort(key=lambda r: (r.get(rank_key) is None, -(r.get(rank_key) or 0) if hi else (r.get(rank_key) or 0)))
+        rows.sort(key=lambda r: (r.get(rank_key) is None, -(r.get(rank_key) or 0)))
         env_note = " (per-sample budget envelope)" if build_task(task).success_type else ""
         n = sel[0].n
         lines += [f"## {suite} ({task}, {sel[0].dataset.split(':')[0]}, n = {n})", "",
                   f"Worst case over attacks of **{metric}**{env_note} at the full step count; "
-                  f"{'higher' if hi else 'lower'} = more robust. Columns: threat @ eps.", ""]
+                  "higher = more robust. Columns: threat @ eps.", ""]
         head = ["rank", "target", "defense", f"clean {metric}"] + [f"{th} @{e:g}" for th in threats for e in show_eps]
         lines += ["| " + " | ".join(head + ["flags"]) + " |", "|" + "---|" * (len(head) + 1)]
         for i, r in enumerate(rows, 1):

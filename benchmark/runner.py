@@ -227,12 +227,10 @@ class RunSummary:
     seconds: float
 
 
-def run_grid(config: Config, out: str | Path, *, progress: bool = True, report: bool = True,
-             limit_units: int | None = None) -> RunSummary:
+def run_grid(config: Config, out: str | Path, *, progress: bool = True, report: bool = True) -> RunSummary:
     """Run every suite of ``config`` into ``out/cells.sqlite`` (resuming), then write the report.
 
     All suites are prepared before the store is touched, so a bad input writes nothing.
-    ``limit_units`` stops after that many new units (used by tests to simulate an interruption).
     """
     start = time.perf_counter()
     prepared = [prepare(s, config.seed, config.raw) for s in config.suites]
@@ -248,8 +246,6 @@ def run_grid(config: Config, out: str | Path, *, progress: bool = True, report: 
                 if store.has_all(c.key for c in unit.cells):
                     reused += 1
                     continue
-                if limit_units is not None and generated >= limit_units:
-                    raise KeyboardInterrupt
                 run_unit(p, unit, store, clean, progress)
                 generated += 1
     finally:

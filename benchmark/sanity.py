@@ -11,7 +11,6 @@ from collections import defaultdict
 
 from robustgrid.benchmark.curves import final_cells
 from robustgrid.benchmark.store import CellRow
-from robustgrid.models.tasks import build_task
 
 TOLERANCE = 0.02       # absolute slack on the primary metric before a flag is raised
 NO_FALL_FRACTION = 0.5  # at the largest budget a white-box attack should keep < half of clean performance
@@ -24,10 +23,9 @@ FLAGS = {
 }
 
 
-def _worse(task_name: str, a: float, b: float) -> bool:
+def _worse(a: float, b: float) -> bool:
     """True if a is a stronger-attack value than b by more than the tolerance."""
-    hi = build_task(task_name).robust_is_high
-    return (a < b - TOLERANCE) if hi else (a > b + TOLERANCE)
+    return a < b - TOLERANCE  # every task's primary metric is higher = more robust
 
 
 FlagKey = tuple[str, str, str, str]  # suite, target, defense, threat
@@ -43,18 +41,17 @@ def sanity_flags(cells: list[CellRow], clean: dict[tuple[str, str, str], float])
             by_ttd[c.suite, c.target, c.defense, c.threat].append(c)
     for key, group in by_ttd.items():
         suite, target, defense, threat = key
-        task = build_task(group[0].task)
         eps_max = max(c.eps for c in group)
         top = [c for c in group if c.eps == eps_max]
         base = clean.get((suite, target, defense))
-        if threat != "transfer" and base is not None and base > 0 and task.robust_is_high:
+        if threat != "transfer" and base is not None and base > 0:
             if min(c.value for c in top) > NO_FALL_FRACTION * base:
                 flags[key].add("no-fall")
         for eps in {c.eps for c in group}:
             at = [c for c in group if c.eps == eps]
             single = [c for c in at if c.steps == 1]
             multi = [c for c in at if c.steps > 1]
-            if any(_worse(s.task, s.value, m.value) for s in single for m in multi):
+            if any(_worse(s.value, m.value) for s in single for m in multi):
                 flags[key].add("1step>iter")
         curves: dict[tuple[str, tuple[str, ...]], list[CellRow]] = defaultdict(list)
         for c in final:
@@ -62,7 +59,7 @@ def sanity_flags(cells: list[CellRow], clean: dict[tuple[str, str, str], float])
                 curves[c.attack, c.sources].append(c)
         for pts in curves.values():
             pts.sort(key=lambda c: c.eps)
-            if any(_worse(a.task, a.value, b.value) for a, b in zip(pts, pts[1:])):
+            if any(_worse(a.value, b.value) for a, b in zip(pts, pts[1:])):
                 flags[key].add("non-monotone")
     # transfer stronger than the strongest attack that sees the model (and its purifier)
     for (suite, target, defense, threat), group in by_ttd.items():
@@ -74,7 +71,7 @@ def sanity_flags(cells: list[CellRow], clean: dict[tuple[str, str, str], float])
                 continue
             for c in group:
                 rivals = [w.value for w in wb if w.eps == c.eps and w.attack == c.attack]
-                if rivals and all(_worse(c.task, c.value, r) for r in rivals):
+                if rivals and all(_worse(c.value, r) for r in rivals):
                     flags[suite, target, defense, "transfer"].add("transfer>wb")
             break
     return {k: sorted(v) for k, v in flags.items()}

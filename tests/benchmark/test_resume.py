@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from robustgrid.benchmark import parse_config, run_grid
+from robustgrid.benchmark import parse_config, run_grid, runner
 
 from tests.benchmark.conftest import SMALL_TOML
 
@@ -23,10 +23,20 @@ def table(out: Path) -> list[tuple]:
     return sqlite3.connect(out / "cells.sqlite").execute(Q).fetchall()
 
 
-def test_interrupted_run_resumes_to_the_same_table(small_config, tmp_path):
+def test_interrupted_run_resumes_to_the_same_table(small_config, tmp_path, monkeypatch):
     cfg = parse_config(small_config)
+    real_run_unit, started = runner.run_unit, []
+
+    def interrupted_at_the_sixth_unit(*args, **kwargs):  # Ctrl-C as the sixth unit starts
+        if len(started) == 5:
+            raise KeyboardInterrupt
+        started.append(1)
+        real_run_unit(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "run_unit", interrupted_at_the_sixth_unit)
     with pytest.raises(KeyboardInterrupt):
-        run_grid(cfg, tmp_path / "cut", progress=False, report=False, limit_units=5)
+        run_grid(cfg, tmp_path / "cut", progress=False, report=False)
+    monkeypatch.setattr(runner, "run_unit", real_run_unit)
     partial = table(tmp_path / "cut")
     assert 0 < len(partial)
     resumed = run_grid(cfg, tmp_path / "cut", progress=False, report=False)
