@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +59,13 @@ def _build_defense(spec_name: str, params: dict[str, Any], data: ImageDataset) -
 def prepare(suite: Suite, seed: int, raw_config: str) -> Prepared:
     """Load data, targets and defenses and build every attack once: all user errors surface here."""
     where = f"suite {suite.name!r}"
+    try:
+        return _prepare(suite, seed, raw_config, where)
+    except OSError as exc:  # a file the config names (data root, weights) that cannot be read
+        raise RobustgridError(f"{where}: {exc.strerror or type(exc).__name__}: {exc.filename or exc}") from None
+
+
+def _prepare(suite: Suite, seed: int, raw_config: str, where: str) -> Prepared:
     task = build_task(suite.task)
     ds = suite.dataset.kwargs
     data = build_dataset(suite.dataset.name, **ds)
@@ -227,15 +236,34 @@ class RunSummary:
     seconds: float
 
 
+def check_out_folder(out: Path) -> None:
+    """One-line error, before anything is written, if ``out`` cannot become the output folder."""
+    existing = next((p for p in (out, *out.parents) if p.exists()), Path("."))  # what mkdir would start from
+    if not existing.is_dir():
+        what = "is a file" if existing == out else f"lies inside {existing}, which is a file"
+        raise RobustgridError(f"output folder {out} {what}; name a folder with --out")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise RobustgridError(f"output folder {out} cannot be created or written: {existing} is not writable")
+
+
+def open_store(out: Path) -> Store:
+    """The store ``out/cells.sqlite``; an unusable folder or file is a one-line error."""
+    try:
+        return Store(out / "cells.sqlite")
+    except (OSError, sqlite3.Error) as exc:
+        raise RobustgridError(f"cannot open the results store {out / 'cells.sqlite'}: {exc}") from None
+
+
 def run_grid(config: Config, out: str | Path, *, progress: bool = True, report: bool = True) -> RunSummary:
     """Run every suite of ``config`` into ``out/cells.sqlite`` (resuming), then write the report.
 
     All suites are prepared before the store is touched, so a bad input writes nothing.
     """
     start = time.perf_counter()
-    prepared = [prepare(s, config.seed, config.raw) for s in config.suites]
     out = Path(out)
-    store = Store(out / "cells.sqlite")
+    check_out_folder(out)
+    prepared = [prepare(s, config.seed, config.raw) for s in config.suites]
+    store = open_store(out)
     generated = reused = 0
     try:
         for p in prepared:
