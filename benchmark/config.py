@@ -232,7 +232,7 @@ def _suite(t: dict[str, Any], i: int) -> Suite:
     names = {x.name for x in targets}
     for group in sources:
         for s in group:
-            if s not in names:
+            if not isinstance(s, str) or s not in names:
                 _fail(where, f"transfer source {s!r} is not one of the suite's targets ({', '.join(sorted(names))})")
     if any(th in DEFENDED_THREATS for th in threats) and all(d.name == "none" for d in defenses):
         _fail(where, "threats blind/bpda/adaptive need at least one defense other than 'none'")

@@ -123,3 +123,26 @@ def test_cli_usage_errors_and_a_bad_thread_count_are_one_line_exit_2(capsys, mon
     assert main(["list", "tasks"]) == 2
     assert capsys.readouterr().err.splitlines() == [
         "robustgrid: error: ROBUSTGRID_THREADS must be a positive integer, got 'two'"]
+
+
+SHAPES = [  # a value of the wrong shape where the config expects a table, a list or a name
+    (("suite", 0, "transfer"), 5, "suite 1: transfer must be a table, got 5"),
+    (("suite", 0, "transfer"), {"sources": [[{"a": 1}]]}, "suite 1: transfer source {'a': 1} is not one of"),
+    (("suite", 0, "transfer"), {"sources": "fmnist-resnet"}, "suite 1: transfer sources must be a list"),
+    (("suite", 0, "budget", "checkpoints"), 5, "suite 1: budget checkpoints must be a list of step counts, got 5"),
+    (("suite", 0, "budget"), [0.1], "suite 1: budget must be a table, got [0.1]"),
+    (("suite", 0, "defenses"), "gaussian", "suite 1: defenses must be a non-empty list, got 'gaussian'"),
+    (("suite", 0, "targets"), [5], "suite 1 target 1: each target must be a name or a table with a 'name', got 5"),
+    (("suite", 0, "task"), 5, "suite 1: task must be a string, got 5"),
+    (("suite", 0, "name"), ["x"], "suite 1: name must be a string, got ['x']"),
+    (("suite", 0, "attacks", 0, "label"), 3, "suite 1 attack 1 (pgd): label must be a string, got 3"),
+    (("suite", 0, "attacks", 0, "norm"), "l2", "suite 1 attack 1 (pgd): 'norm' is set by the suite's budget"),
+    (("suite",), [1], "suite 1: each suite must be a table, got 1"),
+]
+
+
+@pytest.mark.parametrize("path, value, message", SHAPES, ids=[s[2][:40] for s in SHAPES])
+def test_a_value_of_the_wrong_shape_is_a_one_line_error(small_config, path, value, message):
+    with pytest.raises(RobustgridError) as info:
+        parse_config(mutate(small_config, path, value))
+    assert str(info.value).startswith(message) and "\n" not in str(info.value)
