@@ -6,7 +6,6 @@ runner builds an attack once per generation unit and passes early stop, EOT draw
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -15,7 +14,7 @@ from typing import Any
 from robustgrid.models.tasks import Task, build_task
 from torch import Tensor, nn
 
-from robustgrid.core import RobustgridError
+from robustgrid.core import RobustgridError, check_choice, check_float, check_int
 
 NORMS = ("linf", "l2")
 
@@ -34,16 +33,10 @@ class AttackResult:
     grad_evals_at: dict[int, int] = field(default_factory=dict)  # cumulative cost at each checkpoint
 
 
-def check_budget(norm: str, eps: float, steps: int, step_size: float | None) -> None:
-    """One-line errors for an unknown norm, a negative or non-finite budget, or steps < 1."""
-    if norm not in NORMS:
-        raise RobustgridError(f"unknown norm {norm!r}; valid: {', '.join(NORMS)}")
-    if not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps < 0:
-        raise RobustgridError(f"budget eps must be a finite number >= 0, got {eps!r}")
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-        raise RobustgridError(f"steps must be an integer >= 1, got {steps!r}")
-    if step_size is not None and (not math.isfinite(step_size) or step_size <= 0):
-        raise RobustgridError(f"step_size must be a finite number > 0, got {step_size!r}")
+def check_budget(what: str, norm: str, eps: float, steps: int) -> tuple[str, float, int]:
+    """The budget checked by the core's one validation rule: a known norm, eps >= 0 and finite, steps >= 1."""
+    return (check_choice(what, "norm", norm, NORMS), check_float(what, "eps", eps, 0.0),
+            check_int(what, "steps", steps, 1))
 
 
 def as_models(models: Models) -> list[nn.Module]:
@@ -61,8 +54,7 @@ class Attack(ABC):
 
     def __init__(self, *, norm: str = "linf", eps: float = 8 / 255, steps: int = 10,
                  task: str | Task = "classification") -> None:
-        check_budget(norm, eps, steps, None)
-        self.norm, self.eps, self.steps = norm, float(eps), steps
+        self.norm, self.eps, self.steps = check_budget(self.name, norm, eps, steps)
         self.task = build_task(task) if isinstance(task, str) else task
 
     @abstractmethod
@@ -85,8 +77,7 @@ class Attack(ABC):
 
     def check_run(self, sources: int = 1, checkpoints: Sequence[int] = (), eot_samples: int = 1) -> None:
         """One-line error for run options this attack cannot honour; the runner calls it before any compute."""
-        if isinstance(eot_samples, bool) or not isinstance(eot_samples, int) or eot_samples < 1:
-            raise RobustgridError(f"eot_samples must be an integer >= 1, got {eot_samples!r}")
+        check_int(self.name, "eot_samples", eot_samples, 1)
         bad = [k for k in checkpoints if not 1 <= k <= self.steps]
         if bad:
             raise RobustgridError(f"checkpoints must lie in 1..{self.steps} (steps), got {bad}")

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from robustgrid.attacks import register_attack
 from robustgrid.attacks.mifgsm import MIFGSM
+from robustgrid.attacks.registry import register_attack
 from robustgrid.models.segmentation_task import IGNORE
 from torch import Tensor
 
-from robustgrid.core import RobustgridError
+from robustgrid.core import check_float
 
 
 def resize_pad(x: Tensor, size: tuple[int, int], out: tuple[int, int], top: int, left: int, *,
@@ -35,12 +35,9 @@ class DIFGSM(MIFGSM):
 
     def __init__(self, *, diversity_prob: float = 0.5, resize_rate: float = 0.9, decay: float = 0.0,
                  **params: object) -> None:
-        if not 0.0 <= diversity_prob <= 1.0:
-            raise RobustgridError(f"diversity_prob must lie in [0, 1], got {diversity_prob!r}")
-        if not resize_rate > 0:
-            raise RobustgridError(f"resize_rate must be > 0, got {resize_rate!r}")
+        self.diversity_prob = check_float(self.name, "diversity_prob", diversity_prob, 0.0, 1.0)
+        self.resize_rate = check_float(self.name, "resize_rate", resize_rate, 0.0, low_open=True)
         super().__init__(decay=decay, **params)
-        self.diversity_prob, self.resize_rate = float(diversity_prob), float(resize_rate)
 
     def view(self, x: Tensor, y: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
         """One random transform per batch, drawn as torchattacks' DIFGSM does; aspect ratio kept.

@@ -8,17 +8,16 @@ gradient-evaluation counter live here once.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
-from robustgrid.attacks.base import Attack, AttackResult, Models, OnCheckpoint, as_models, check_budget
+from robustgrid.attacks.base import Attack, AttackResult, Models, OnCheckpoint, as_models
 from robustgrid.models.tasks import Task
 from torch import Tensor, nn
 
-from robustgrid.core import RobustgridError
+from robustgrid.core import check_bool, check_float, check_int
 
-__all__ = ["AttackResult", "GradientAttack", "check_budget", "flat_norm"]
+__all__ = ["AttackResult", "GradientAttack", "flat_norm"]
 
 
 def flat_norm(t: Tensor) -> Tensor:
@@ -38,14 +37,13 @@ class GradientAttack(Attack):
     def __init__(self, *, norm: str = "linf", eps: float = 8 / 255, steps: int = 10,
                  step_size: float | None = None, rel_step_size: float | None = None,
                  random_start: bool = True, samples: int = 1, task: str | Task = "classification") -> None:
-        check_budget(norm, eps, steps, step_size)
-        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-            raise RobustgridError(f"samples must be an integer >= 1, got {samples!r}")
-        if rel_step_size is not None and (not math.isfinite(rel_step_size) or rel_step_size <= 0):
-            raise RobustgridError(f"rel_step_size must be a finite number > 0, got {rel_step_size!r}")
         super().__init__(norm=norm, eps=eps, steps=steps, task=task)
-        self.step_size, self.rel_step_size = step_size, rel_step_size
-        self.random_start, self.samples = random_start, samples
+        what = self.name
+        self.step_size = None if step_size is None else check_float(what, "step_size", step_size, 0.0, low_open=True)
+        self.rel_step_size = (None if rel_step_size is None
+                              else check_float(what, "rel_step_size", rel_step_size, 0.0, low_open=True))
+        self.random_start = check_bool(what, "random_start", random_start)
+        self.samples = check_int(what, "samples", samples, 1)
 
     # ---- hooks -------------------------------------------------------------------------------
     def view(self, x: Tensor, y: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -99,8 +97,7 @@ class GradientAttack(Attack):
         models = as_models(models)
         self.check_run(len(models), checkpoints, eot_samples)
         self.task.check_batch(x, y)
-        eps = self.eps if eps is None else float(eps)
-        check_budget(self.norm, eps, self.steps, None)
+        eps = self.eps if eps is None else check_float(self.name, "eps", eps, 0.0)
         gen = torch.Generator(device=x.device).manual_seed(int(seed))
         x0 = x.detach()
         y = self.task.attack_labels(models, x0, y)

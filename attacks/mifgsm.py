@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import torch
-from robustgrid.attacks import register_attack
 from robustgrid.attacks.loop import GradientAttack
+from robustgrid.attacks.registry import register_attack
 from torch import Tensor
+
+from robustgrid.core import check_float
 
 
 @register_attack("mifgsm")
@@ -16,7 +18,7 @@ class MIFGSM(GradientAttack):
 
     def __init__(self, *, decay: float = 1.0, random_start: bool = False, **params: object) -> None:
         super().__init__(random_start=random_start, **params)
-        self.decay = float(decay)
+        self.decay = check_float(self.name, "decay", decay)
 
     def init_state(self, x0: Tensor) -> dict[str, Tensor]:
         return {"momentum": torch.zeros_like(x0)}

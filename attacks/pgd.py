@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from robustgrid.attacks import register_attack
 from robustgrid.attacks.loop import GradientAttack
+from robustgrid.attacks.registry import register_attack
 
 
 @register_attack("pgd")

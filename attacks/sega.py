@@ -13,11 +13,12 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from robustgrid.attacks import register_attack
 from robustgrid.attacks.loop import GradientAttack, flat_norm
+from robustgrid.attacks.registry import register_attack
+from robustgrid.models.tasks import Task
 from torch import Tensor
 
-from robustgrid.core import RobustgridError
+from robustgrid.core import RobustgridError, check_bool, check_choice, check_float, check_int, check_type
 
 SIGN_PLACEMENTS = ("average-then-sign", "sign-then-average")
 LUMA = (0.299, 0.587, 0.114)
@@ -47,8 +48,17 @@ def agreement_mask(grads: Sequence[Tensor], weights: Tensor, tau: float) -> Tens
     return (agreement(grads, weights).abs() >= tau).to(grads[0])
 
 
+def check_weights(what: str, weights: Sequence[float]) -> list[float]:
+    """The ensemble weights as floats: a non-empty list of finite numbers >= 0 with a positive sum."""
+    check_type(what, "weights", weights, Sequence[float])
+    if not weights or any(not 0 <= w < math.inf for w in weights) or sum(weights) <= 0:
+        raise RobustgridError(f"{what}: weights must be non-negative with a positive sum, got {list(weights)!r}")
+    return [float(w) for w in weights]
+
+
+@register_attack("sega", tasks=("iqa",))
 class SEGA(GradientAttack):
-    """Gaussian-smoothed, weighted, signed source ensemble with visual and agreement masks (METHODS 1.4).
+    """SEGA: Gaussian-smoothed signed source ensemble with filter masks (Liu et al. 2025, METHODS 1.4).
 
     sigma: noise scale in [0, 1] pixel units; samples: N noise draws per source per step; sign: where the
     sign goes; weights: per-source ensemble weights (uniform if None, normalised to sum 1); smooth/signed/
@@ -61,31 +71,23 @@ class SEGA(GradientAttack):
     def __init__(self, *, sigma: float = 0.05, samples: int = 8, sign: str = "average-then-sign",
                  weights: Sequence[float] | None = None, smooth: bool = True, signed: bool = True,
                  vis_mask: bool = True, vis_window: int = 5, vis_threshold: float = 4e-4,
-                 sem_mask: bool = True, tau: float = 0.5, random_start: bool = False, task: object = "iqa",
+                 sem_mask: bool = True, tau: float = 0.5, random_start: bool = False, task: str | Task = "iqa",
                  step_size: float | None = None, rel_step_size: float | None = None, steps: int = 10,
                  **params: object) -> None:
-        if not isinstance(sigma, (int, float)) or not math.isfinite(sigma) or sigma <= 0:
-            raise RobustgridError(f"sega sigma must be a finite number > 0, got {sigma!r}")
-        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-            raise RobustgridError(f"sega samples (noise draws N) must be an integer >= 1, got {samples!r}")
-        if sign not in SIGN_PLACEMENTS:
-            raise RobustgridError(f"unknown sign placement {sign!r}; valid: {', '.join(SIGN_PLACEMENTS)}")
-        if not isinstance(vis_window, int) or vis_window < 1 or vis_window % 2 == 0:
-            raise RobustgridError(f"vis_window must be an odd integer >= 1, got {vis_window!r}")
-        if not 0 <= vis_threshold < math.inf:
-            raise RobustgridError(f"vis_threshold must be a finite number >= 0, got {vis_threshold!r}")
-        if not 0 <= tau <= 1:
-            raise RobustgridError(f"tau must lie in [0, 1], got {tau!r}")
-        if weights is not None and (len(weights) == 0 or any(not w >= 0 for w in weights) or sum(weights) <= 0):
-            raise RobustgridError(f"weights must be non-negative with a positive sum, got {list(weights)!r}")
-        if step_size is None and rel_step_size is None and isinstance(steps, int) and steps >= 1:
-            rel_step_size = 1.25 / steps  # METHODS 1.5 default alpha = 1.25 eps / T
-        super().__init__(samples=samples if smooth else 1, random_start=random_start, task=task,
+        what = self.name
+        self.sigma = check_float(what, "sigma", sigma, 0.0, low_open=True)
+        samples = check_int(what, "samples (noise draws N)", samples, 1)
+        self.sign = check_choice(what, "sign placement", sign, SIGN_PLACEMENTS)
+        self.vis_window = check_int(what, "vis_window", vis_window, 1, odd=True)
+        self.vis_threshold = check_float(what, "vis_threshold", vis_threshold, 0.0)
+        self.tau = check_float(what, "tau", tau, 0.0, 1.0)
+        self.weights = None if weights is None else check_weights(what, weights)
+        self.smooth, self.signed = check_bool(what, "smooth", smooth), check_bool(what, "signed", signed)
+        self.vis_mask, self.sem_mask = check_bool(what, "vis_mask", vis_mask), check_bool(what, "sem_mask", sem_mask)
+        if step_size is None and rel_step_size is None:
+            rel_step_size = 1.25 / check_int(what, "steps", steps, 1)  # METHODS 1.5 default alpha = 1.25 eps / T
+        super().__init__(samples=samples if self.smooth else 1, random_start=random_start, task=task,
                          step_size=step_size, rel_step_size=rel_step_size, steps=steps, **params)
-        self.sigma, self.sign, self.smooth, self.signed = float(sigma), sign, bool(smooth), bool(signed)
-        self.weights = None if weights is None else [float(w) for w in weights]
-        self.vis_mask, self.vis_window, self.vis_threshold = bool(vis_mask), vis_window, float(vis_threshold)
-        self.sem_mask, self.tau = bool(sem_mask), float(tau)
 
     @property
     def transforms_input(self) -> bool:
@@ -103,7 +105,7 @@ class SEGA(GradientAttack):
         if self.weights is None:
             return torch.full((k,), 1.0 / k, dtype=like.dtype, device=like.device)
         if len(self.weights) != k:
-            raise RobustgridError(f"sega has {len(self.weights)} weights but the attack has {k} sources")
+            raise RobustgridError(f"{self.name} has {len(self.weights)} weights but the attack has {k} sources")
         w = torch.tensor(self.weights, dtype=like.dtype, device=like.device)
         return w / w.sum()
 
@@ -133,29 +135,33 @@ class SEGA(GradientAttack):
         return grad / (flat_norm(grad) + 1e-10)
 
 
-@register_attack("sega", tasks=("iqa",))
-def sega(**params: object) -> SEGA:
-    """SEGA: Gaussian-smoothed signed source ensemble with filter masks (Liu et al. 2025, METHODS 1.4)."""
-    return SEGA(**params)
-
-
+# The ablations are SEGA with one default switched, as classes (not builders taking **params), so that their
+# declared parameters (and so the config's type checks) are SEGA's.
 @register_attack("sega-nosmooth", tasks=("iqa",))
-def sega_nosmooth(**params: object) -> SEGA:
+class SEGANoSmooth(SEGA):
     """SEGA ablation without Gaussian smoothing (one plain gradient per source per step)."""
-    params.setdefault("smooth", False)
-    return SEGA(**params)
+
+    name = "sega-nosmooth"
+
+    def __init__(self, *, smooth: bool = False, **params: object) -> None:
+        super().__init__(smooth=smooth, **params)
 
 
 @register_attack("sega-nosign", tasks=("iqa",))
-def sega_nosign(**params: object) -> SEGA:
+class SEGANoSign(SEGA):
     """SEGA ablation without the sign: L1-balanced weighted mean of smoothed gradients, max-normalised."""
-    params.setdefault("signed", False)
-    return SEGA(**params)
+
+    name = "sega-nosign"
+
+    def __init__(self, *, signed: bool = False, **params: object) -> None:
+        super().__init__(signed=signed, **params)
 
 
 @register_attack("sega-nomask", tasks=("iqa",))
-def sega_nomask(**params: object) -> SEGA:
+class SEGANoMask(SEGA):
     """SEGA ablation without the visual-sensitivity and source-agreement masks."""
-    params.setdefault("vis_mask", False)
-    params.setdefault("sem_mask", False)
-    return SEGA(**params)
+
+    name = "sega-nomask"
+
+    def __init__(self, *, vis_mask: bool = False, sem_mask: bool = False, **params: object) -> None:
+        super().__init__(vis_mask=vis_mask, sem_mask=sem_mask, **params)

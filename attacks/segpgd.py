@@ -7,9 +7,10 @@ pixels by lambda_t, lambda_t = (t - 1) / (2T): early steps push the pixels that 
 from __future__ import annotations
 
 import torch.nn.functional as F
-from robustgrid.attacks import register_attack
 from robustgrid.attacks.loop import GradientAttack
+from robustgrid.attacks.registry import register_attack
 from robustgrid.models.segmentation_task import IGNORE, check_label_ids
+from robustgrid.models.tasks import Task
 from torch import Tensor
 
 from robustgrid.core import RobustgridError
@@ -23,7 +24,7 @@ class SegPGD(GradientAttack):
 
     name = "segpgd"
 
-    def __init__(self, *, task: str = "segmentation", **params: object) -> None:
+    def __init__(self, *, task: str | Task = "segmentation", **params: object) -> None:
         super().__init__(task=task, **params)
         if self.task.name not in LABEL_TASKS:
             raise RobustgridError(f"segpgd needs class logits; task {self.task.name!r} is not one of "

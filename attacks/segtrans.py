@@ -9,11 +9,11 @@ gradient to the original layout exactly, and the cost per step equals PGD's.
 from __future__ import annotations
 
 import torch
-from robustgrid.attacks import register_attack
 from robustgrid.attacks.pgd import PGD
+from robustgrid.attacks.registry import register_attack
 from torch import Tensor
 
-from robustgrid.core import RobustgridError
+from robustgrid.core import RobustgridError, check_choice, check_int
 
 REMAPS = ("shuffle", "shuffle+flip", "shuffle+rotate")
 
@@ -65,12 +65,9 @@ class SegTrans(PGD):
     name = "segtrans"
 
     def __init__(self, *, grid: int = 4, remap_kind: str = "shuffle", **params: object) -> None:
-        if not isinstance(grid, int) or isinstance(grid, bool) or grid < 1:
-            raise RobustgridError(f"grid must be an integer >= 1, got {grid!r}")
-        if remap_kind not in REMAPS:
-            raise RobustgridError(f"unknown remap_kind {remap_kind!r}; valid: {', '.join(REMAPS)}")
+        self.grid = check_int(self.name, "grid", grid, 1)
+        self.remap_kind = check_choice(self.name, "remap_kind", remap_kind, REMAPS)
         super().__init__(**params)
-        self.grid, self.remap_kind = grid, remap_kind
 
     def view(self, x: Tensor, y: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
         """One fresh remap per call (per enhanced sample), applied to the images and their label maps."""

@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from robustgrid.attacks.base import Attack, AttackResult, Models, OnCheckpoint, as_models, check_budget
+from robustgrid.attacks.base import Attack, AttackResult, Models, OnCheckpoint, as_models
 from robustgrid.models.tasks import Task
 from torch import Tensor, nn
 
-from robustgrid.core import RobustgridError
+from robustgrid.core import RobustgridError, check_float
 
 NORM_NAMES = {"linf": "Linf", "l2": "L2"}  # our budget norms as torchattacks spells its ``norm`` parameter
 
@@ -113,8 +113,7 @@ class TorchattacksAttack(Attack):
         models = as_models(models)
         self.check_run(len(models), checkpoints, eot_samples)
         self.task.check_batch(x, y)
-        eps = self.eps if eps is None else float(eps)
-        check_budget(self.norm, eps, self.steps, None)
+        eps = self.eps if eps is None else check_float(self.name, "eps", eps, 0.0)
         result = AttackResult(x_adv=x.detach().clone())
         if eps == 0 and "eps" in self.accepts:
             result.checkpoints = {k: x.detach().clone() for k in checkpoints}

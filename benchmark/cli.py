@@ -6,10 +6,25 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from robustgrid.core import RobustgridError
 
 LISTS = ("attacks", "defenses", "targets", "datasets", "tasks", "threats")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage errors in the CLI's one-line form (exit status 2, one line on stderr)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"robustgrid: error: {message} (see {self.prog} --help)\n")
+
+
+def _threads(value: str) -> int:
+    """ROBUSTGRID_THREADS as a positive thread count."""
+    if not value.isdigit() or int(value) < 1:
+        raise RobustgridError(f"ROBUSTGRID_THREADS must be a positive integer, got {value!r}")
+    return int(value)
 
 
 def _list(kind: str) -> list[tuple[str, str]]:
@@ -61,7 +76,7 @@ def _stats(args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="robustgrid", description=__doc__)
+    parser = _Parser(prog="robustgrid", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
     run = sub.add_parser("run", help="run a grid config (resumes from the store in --out)")
     run.add_argument("config")
@@ -99,12 +114,12 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("--seed", type=int, default=0)
     st.add_argument("--level", type=float, default=0.95)
     args = parser.parse_args(argv)
-    threads = os.environ.get("ROBUSTGRID_THREADS")
-    if threads:  # on a shared CPU one thread per process can be many times faster than two
-        import torch
-
-        torch.set_num_threads(int(threads))
     try:
+        threads = os.environ.get("ROBUSTGRID_THREADS")
+        if threads:  # on a shared CPU one thread per process can be many times faster than two
+            import torch
+
+            torch.set_num_threads(_threads(threads))
         if args.cmd == "run":
             from robustgrid.benchmark import load_config, run_grid
 
@@ -120,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, desc in rows:
                 print(f"{name:<{width}}  {desc}")
         elif args.cmd == "zoo":
-            from robustgrid.models.zoo import train_zoo
+            from robustgrid.benchmark.zoo_training import train_zoo
 
             for rec in train_zoo(args.names or None, force=args.force, commit=args.commit, progress=not args.quiet):
                 metrics = ", ".join(f"{k} {v:.4f}" for k, v in rec.metrics.items())
@@ -133,7 +148,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "params":
             from robustgrid.models.iqa_models import fetch_niqe_params
 
-            print(f"wrote {fetch_niqe_params(args.dest)}")
+            try:
+                print(f"wrote {fetch_niqe_params(args.dest)}")
+            except OSError as exc:  # --dest in a folder that cannot be written
+                raise RobustgridError(f"cannot write the NIQE parameters: {exc}") from None
         elif args.cmd == "stats":
             print(_stats(args), end="")
     except RobustgridError as exc:

@@ -1,21 +1,32 @@
-"""Grid configs: TOML -> frozen dataclasses, validated completely before any compute starts."""
+"""Grid configs: TOML -> frozen dataclasses, validated completely before any compute starts.
+
+Every parameter given to an attack, defense, target or dataset is checked here, by name and by type, against
+what its registered constructor declares (``robustgrid.core.check_params``), so a wrong-typed value is a
+one-line error at parse time instead of a traceback from inside the attack.
+"""
 
 from __future__ import annotations
 
 import difflib
+import inspect
 import json
-import math
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+from robustgrid.attacks import ATTACKS
 from robustgrid.benchmark.executors import EXECUTORS, RaySettings
 from robustgrid.benchmark.plugins import load_plugins
 from robustgrid.benchmark.threats import default_threats, get_threat, threats_in_order
+from robustgrid.defenses import DEFENSES
+from robustgrid.models.data import DATASETS
 from robustgrid.models.device import PRECISIONS
+from robustgrid.models.target import TARGET_PREFIXES, TARGETS
+from robustgrid.models.tasks import TASKS
 
-from robustgrid.core import RobustgridError
+from robustgrid.core import Registry, RobustgridError, check_bool, check_float, check_int, check_params, check_type
 
 SHARD_BATCHES = 4  # default shard: four batches (the unit of work, of resumption and of distribution)
 
@@ -36,14 +47,6 @@ class Spec:
     def builder(self) -> str:
         """The registry name to build: the label's source, else the name itself."""
         return self.registered or self.name
-
-    @property
-    def label(self) -> str:
-        """Short display name: the name, plus the parameters that distinguish it."""
-        return self.name if not self.params else f"{self.name}({', '.join(f'{k}={v}' for k, v in self.params)})"
-
-    def to_json(self) -> str:
-        return json.dumps({"name": self.name, "params": dict(self.params)}, sort_keys=True, default=str)
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,7 @@ class Suite:
     attacks: tuple[AttackSpec, ...]
     budget: Budget
     defenses: tuple[Spec, ...] = (Spec("none"),)
-    threats: tuple[str, ...] = field(default_factory=default_threats)
+    threats: tuple[str, ...] = ("whitebox",)
     sources: tuple[tuple[str, ...], ...] = ()
     batch_size: int = 256
     early_stop: bool = True
@@ -113,7 +116,7 @@ class Config:
     plugins: tuple[str, ...] = ()
 
 
-def _fail(where: str, msg: str) -> None:
+def _fail(where: str, msg: str) -> NoReturn:
     raise RobustgridError(f"{where}: {msg}")
 
 
@@ -125,31 +128,82 @@ def _check_keys(table: dict[str, Any], allowed: tuple[str, ...], where: str) -> 
             _fail(where, f"unknown key {key!r}{hint}")
 
 
-def _number(v: Any, where: str, what: str, *, lo: float | None = None, integer: bool = False,
-            strict: bool = False) -> Any:
-    ok = isinstance(v, int) if integer else isinstance(v, (int, float))
-    if isinstance(v, bool) or not ok or (not integer and not math.isfinite(v)):
-        _fail(where, f"{what} must be a finite {'integer' if integer else 'number'}, got {v!r}")
-    if lo is not None and (v <= lo if strict else v < lo):
-        _fail(where, f"{what} must be {'>' if strict else '>='} {lo}, got {v!r}")
-    return v
+# Attack keywords the grid sets itself: a config that sets them per attack would clash with the grid's value.
+GRID_SET = {"norm": "the suite's budget", "eps": "the suite's budget", "task": "the suite's task",
+            "early_stop": "the suite's early_stop"}
 
 
-def _spec(v: Any, where: str, what: str, labelled: bool = False) -> Spec:
+def _entry_fn(registry: Registry[Any], name: str, where: str) -> Callable[..., Any]:
+    """The constructor registered as ``name``; an unknown name fails with the registry's close matches."""
+    try:
+        return registry.entry(name).fn
+    except RobustgridError as exc:
+        raise RobustgridError(f"{where}: {exc}") from None
+
+
+def _torchattacks_class(name: str) -> type | None:
+    """torchattacks' class for ``torchattacks:<Name>``; None for an unknown name (the adapter's error names it)."""
+    import torchattacks
+
+    cls = getattr(torchattacks, name.split(":", 1)[1], None)
+    return cls if inspect.isclass(cls) and issubclass(cls, torchattacks.attack.Attack) else None
+
+
+def _constructor(kind: str, name: str, where: str) -> tuple[Callable[..., Any] | None, dict[str, str]]:
+    """What builds a ``kind`` spec called ``name``, and the keywords the grid passes to it itself (with who sets
+    them). None: nothing to check against here."""
+    if kind == "attack":
+        if name.startswith("torchattacks:"):  # its parameters are typed by the torchattacks class's defaults
+            return _torchattacks_class(name), GRID_SET
+        return _entry_fn(ATTACKS, name, where), GRID_SET
+    if kind == "target" and ":" in name:
+        return _entry_fn(TARGET_PREFIXES, name.split(":", 1)[0], where), {"arch": "the target's name (prefix:<arch>)"}
+    registry = {"target": TARGETS, "defense": DEFENSES, "dataset": DATASETS}[kind]
+    return _entry_fn(registry, name, where), {}
+
+
+def _check_spec(kind: str, name: str, params: dict[str, Any], where: str) -> None:
+    """One-line errors for a keyword the grid sets itself, one the constructor lacks, or a wrong-typed value."""
+    fn, grid_set = _constructor(kind, name, where)
+    for key, owner in grid_set.items():
+        if key in params:
+            _fail(where, f"{key!r} is set by {owner}, not per {kind}")
+    if fn is not None:
+        check_params(fn, params, where)
+
+
+def _spec(v: Any, where: str, kind: str) -> Spec:
+    """A target, defense or dataset entry (a name, or a table with a 'name'), checked against its constructor.
+
+    A target may carry a ``label``: the name the suite knows it by (sources, cells), so one architecture can be
+    evaluated with several checkpoints."""
     if isinstance(v, str):
-        return Spec(v)
-    if isinstance(v, dict) and isinstance(v.get("name"), str):
-        label = v.get("label") if labelled else None
-        if label is not None and (not isinstance(label, str) or not label):
-            _fail(where, f"a {what} label must be a non-empty string, got {label!r}")
-        params = tuple(sorted((k, _freeze(x)) for k, x in v.items() if k != "name" and not (labelled and k == "label")))
-        return Spec(label, params, v["name"]) if label else Spec(v["name"], params)
-    _fail(where, f"each {what} must be a name or a table with a 'name', got {v!r}")
-    raise AssertionError
+        v = {"name": v}
+    if not (isinstance(v, dict) and isinstance(v.get("name"), str)):
+        _fail(where, f"each {kind} must be a name or a table with a 'name', got {v!r}")
+    params = {k: x for k, x in v.items() if k != "name" and not (kind == "target" and k == "label")}
+    label = v.get("label") if kind == "target" else None
+    if label is not None and (not isinstance(label, str) or not label):
+        _fail(where, f"a target label must be a non-empty string, got {label!r}")
+    _check_spec(kind, v["name"], params, f"{where} ({v['name']})")
+    frozen = tuple(sorted((k, _freeze(x)) for k, x in params.items()))
+    return Spec(label, frozen, v["name"]) if label else Spec(v["name"], frozen)
 
 
 def _freeze(v: Any) -> Any:
     return tuple(_freeze(x) for x in v) if isinstance(v, list) else v
+
+
+def _nonempty_list(v: Any, where: str, what: str) -> list[Any]:
+    if not isinstance(v, list) or not v:
+        _fail(where, f"{what} must be a non-empty list, got {v!r}")
+    return v
+
+
+def _table(v: Any, where: str, what: str) -> dict[str, Any]:
+    if not isinstance(v, dict):
+        _fail(where, f"{what} must be a table, got {v!r}")
+    return v
 
 
 def _suite(t: dict[str, Any], i: int) -> Suite:
@@ -159,20 +213,20 @@ def _suite(t: dict[str, Any], i: int) -> Suite:
     for key in ("task", "dataset", "targets", "attacks", "budget"):
         if key not in t:
             _fail(where, f"missing key {key!r}")
-    task = t["task"]
-    dataset = _spec(t["dataset"], where, "dataset")
+    task = check_type(where, "task", t["task"], str)
+    _entry_fn(TASKS, task, where)
+    dataset = _spec(t["dataset"], f"{where} dataset", "dataset")
     ds = dict(dataset.params)
-    # other dataset keys are checked against the dataset loader's own signature when it is built
-    if "size" in ds:
-        _number(ds["size"], where, "dataset size", lo=1, integer=True)
-    if not isinstance(t["targets"], list) or not t["targets"]:
-        _fail(where, "targets must be a non-empty list")
-    targets = tuple(_spec(x, where, "target", labelled=True) for x in t["targets"])
+    if ds.get("size") is not None:
+        check_int(where, "dataset size", ds["size"], 1)
+    targets = tuple(_spec(x, f"{where} target {k + 1}", "target")
+                    for k, x in enumerate(_nonempty_list(t["targets"], where, "targets")))
     target_names = [x.name for x in targets]
     twice = sorted({n for n in target_names if target_names.count(n) > 1})
     if twice:
         _fail(where, f"two targets are both called {twice[0]!r}; give one a distinct label = \"...\"")
-    defenses = tuple(_spec(x, where, "defense") for x in t.get("defenses", ["none"]))
+    defenses = tuple(_spec(x, f"{where} defense {k + 1}", "defense")
+                     for k, x in enumerate(_nonempty_list(t.get("defenses", ["none"]), where, "defenses")))
     threats = t.get("threats", list(default_threats()))
     if not isinstance(threats, list) or not all(isinstance(th, str) for th in threats):
         _fail(where, f"threats must be a list of threat names, got {threats!r}")
@@ -182,72 +236,77 @@ def _suite(t: dict[str, Any], i: int) -> Suite:
             get_threat(th)
         except RobustgridError as exc:
             _fail(where, str(exc))
-    b = t["budget"]
-    if not isinstance(b, dict):
-        _fail(where, "budget must be a table with norm and eps")
+    b = _table(t["budget"], where, "budget")
     _check_keys(b, ("norm", "eps", "checkpoints"), f"{where} budget")
     norm = b.get("norm", "linf")
     if norm not in ("linf", "l2"):
         _fail(where, f"unknown norm {norm!r}; valid: linf, l2")
-    eps_list = b.get("eps")
-    if not isinstance(eps_list, list) or not eps_list:
-        _fail(where, "budget eps must be a non-empty list of numbers")
-    eps = tuple(float(_number(e, where, "budget eps", lo=0.0)) for e in eps_list)
-    checkpoints = tuple(int(_number(c, where, "checkpoint", lo=1, integer=True)) for c in b.get("checkpoints", []))
-    attacks = []
-    if not isinstance(t["attacks"], list) or not t["attacks"]:
-        _fail(where, "attacks must be a non-empty list of tables")
-    for j, a in enumerate(t["attacks"]):
-        aw = f"{where} attack {j + 1}"
-        if not isinstance(a, dict) or not isinstance(a.get("name"), str):
-            _fail(aw, "each attack must be a table with a 'name'")
-        steps = int(_number(a.get("steps", 10), aw, "steps", lo=1, integer=True))
-        params = tuple(sorted((k, _freeze(v)) for k, v in a.items() if k not in ("name", "steps", "label")))
-        label = a.get("label") or a["name"]
-        attacks.append(AttackSpec(a["name"], steps, params, label))
+    eps = tuple(check_float(where, "budget eps", e, 0.0) for e in _nonempty_list(b.get("eps"), where, "budget eps"))
+    checkpoints = b.get("checkpoints", [])
+    if not isinstance(checkpoints, list):
+        _fail(where, f"budget checkpoints must be a list of step counts, got {checkpoints!r}")
+    checkpoints = tuple(check_int(where, "checkpoint", c, 1) for c in checkpoints)
+    attacks = tuple(_attack(a, f"{where} attack {j + 1}")
+                    for j, a in enumerate(_nonempty_list(t["attacks"], where, "attacks")))
     labels = [a.label for a in attacks]
     dup = {x for x in labels if labels.count(x) > 1}
     if dup:
         _fail(where, f"two attacks share the label {sorted(dup)[0]!r}; give one a distinct 'label'")
-    transfer = t.get("transfer", {})
+    longest = max(a.steps for a in attacks)
+    beyond = [c for c in checkpoints if c > longest]
+    if beyond:  # a checkpoint between one attack's steps and the longest applies to the longer attacks only
+        _fail(where, f"checkpoint {beyond[0]} is beyond every attack's steps; valid checkpoints: 1..{longest}")
+    transfer = _table(t.get("transfer", {}), where, "transfer")
     _check_keys(transfer, ("sources",), f"{where} transfer")
+    if not isinstance(transfer.get("sources", []), list):
+        _fail(where, f"transfer sources must be a list of target names or lists of them, "
+                     f"got {transfer['sources']!r}")
     sources = tuple(tuple(s) if isinstance(s, list) else (s,) for s in transfer.get("sources", []))
     if not sources and any(get_threat(th).source_plan == "transfer-groups" for th in threats):
         sources = tuple((x.name,) for x in targets)  # default: every target as a single source
     names = {x.name for x in targets}
     for group in sources:
         for s in group:
-            if s not in names:
+            if not isinstance(s, str) or s not in names:
                 _fail(where, f"transfer source {s!r} is not one of the suite's targets ({', '.join(sorted(names))})")
     if any(get_threat(th).needs_defense for th in threats) and all(d.name == "none" for d in defenses):
         defended = "/".join(t.name for t in threats_in_order() if t.needs_defense)
         _fail(where, f"threats {defended} need at least one defense other than 'none'")
-    batch = int(_number(t.get("batch_size", 256), where, "batch_size", lo=1, integer=True))
-    eot = int(_number(t.get("eot_samples", 8), where, "eot_samples", lo=1, integer=True))
+    batch = check_int(where, "batch_size", t.get("batch_size", 256), 1)
+    eot = check_int(where, "eot_samples", t.get("eot_samples", 8), 1)
+    early = check_bool(where, "early_stop", t.get("early_stop", True))
     shard = t.get("shard_size")
-    if shard is not None:
-        shard = int(_number(shard, where, "shard_size", lo=1, integer=True))
-    early = t.get("early_stop", True)
-    if not isinstance(early, bool):
-        _fail(where, f"early_stop must be true or false, got {early!r}")
-    return Suite(task=task, dataset=dataset, targets=targets, attacks=tuple(attacks),
+    shard = None if shard is None else check_int(where, "shard_size", shard, 1)
+    name = check_type(where, "name", t.get("name", task), str)
+    return Suite(task=task, dataset=dataset, targets=targets, attacks=attacks,
                  budget=Budget(norm, eps, checkpoints), defenses=defenses, threats=threats, sources=sources,
-                 batch_size=batch, early_stop=early, eot_samples=eot, name=str(t.get("name", f"{task}")),
-                 shard_size=shard)
+                 batch_size=batch, early_stop=early, eot_samples=eot, name=name, shard_size=shard)
+
+
+def _attack(a: Any, where: str) -> AttackSpec:
+    """One ``[[suite.attacks]]`` table: its step count, label and parameters, checked against its constructor."""
+    if not isinstance(a, dict) or not isinstance(a.get("name"), str):
+        _fail(where, f"each attack must be a table with a 'name', got {a!r}")
+    where = f"{where} ({a['name']})"
+    steps = check_int(where, "steps", a.get("steps", 10), 1)
+    label = check_type(where, "label", a.get("label") or a["name"], str)
+    params = {k: v for k, v in a.items() if k not in ("name", "steps", "label")}
+    _check_spec("attack", a["name"], params, where)
+    return AttackSpec(a["name"], steps, tuple(sorted((k, _freeze(v)) for k, v in params.items())), label)
 
 
 def _ray(v: Any, where: str) -> RaySettings:
+    """The ``ray`` table: cluster address (none: a local cluster), workers and each worker's CPUs and GPUs."""
     if not isinstance(v, dict):
         _fail(where, f"ray must be a table (address, workers, num_cpus, num_gpus, max_retries), got {v!r}")
     _check_keys(v, ("address", "workers", "num_cpus", "num_gpus", "max_retries"), f"{where} ray")
     address = v.get("address")
     if address is not None and (not isinstance(address, str) or not address):
         _fail(where, f"ray address must be host:port, ray://host:port or 'auto', got {address!r}")
-    return RaySettings(address=address,
-                       workers=int(_number(v.get("workers", 2), where, "ray workers", lo=1, integer=True)),
-                       num_cpus=float(_number(v.get("num_cpus", 1.0), where, "ray num_cpus", lo=0.0)),
-                       num_gpus=float(_number(v.get("num_gpus", 0.0), where, "ray num_gpus", lo=0.0)),
-                       max_retries=int(_number(v.get("max_retries", 3), where, "ray max_retries", lo=0, integer=True)))
+    return RaySettings(address=address, workers=check_int(where, "ray workers", v.get("workers", 2), 1),
+                       num_cpus=check_float(where, "ray num_cpus", v.get("num_cpus", 1.0), 0.0),
+                       num_gpus=check_float(where, "ray num_gpus", v.get("num_gpus", 0.0), 0.0),
+                       max_retries=check_int(where, "ray max_retries", v.get("max_retries", 3), 0))
 
 
 def _choice(data: dict[str, Any], key: str, default: str, valid: tuple[str, ...], where: str) -> str:
@@ -277,11 +336,11 @@ def parse_config(data: dict[str, Any], source: str = "<dict>", raw: str = "",
     precision = _choice(data, "precision", "fp32", tuple(PRECISIONS), where)
     executor = _choice(data, "executor", "local", EXECUTORS, where)
     ray = _ray(data.get("ray", {}), where)
-    seed = int(_number(data.get("seed", 0), where, "seed", lo=0, integer=True))
+    seed = check_int(where, "seed", data.get("seed", 0), 0)
     suites = data.get("suite")
     if not isinstance(suites, list) or not suites:
         _fail(where, "needs at least one [[suite]] table")
-    parsed = tuple(_suite(s, i) for i, s in enumerate(suites))
+    parsed = tuple(_suite(_table(s, f"suite {i + 1}", "each suite"), i) for i, s in enumerate(suites))
     names = [s.name for s in parsed]
     if len(set(names)) != len(names):
         parsed = tuple(Suite(**{**s.__dict__, "name": f"{s.name}-{i + 1}"}) for i, s in enumerate(parsed))
@@ -290,11 +349,16 @@ def parse_config(data: dict[str, Any], source: str = "<dict>", raw: str = "",
 
 
 def load_config(path: str | Path, plugins: tuple[str, ...] = ()) -> Config:
-    """Read and validate a TOML config file (one line error for a missing file or bad TOML)."""
+    """Read and validate a TOML config file (one-line errors for a missing, unreadable or non-UTF-8 file, bad TOML)."""
     path = Path(path)
-    if not path.is_file():
-        raise RobustgridError(f"config file not found: {path}")
-    raw = path.read_text()
+    try:
+        if not path.is_file():
+            raise RobustgridError(f"config file not found: {path}")
+        raw = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise RobustgridError(f"{path.name}: not UTF-8 text (byte {exc.start}); save the config as UTF-8") from None
+    except OSError as exc:
+        raise RobustgridError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     try:
         data = tomllib.loads(raw)
     except tomllib.TOMLDecodeError as exc:

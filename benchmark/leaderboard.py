@@ -107,7 +107,6 @@ class SuiteBoard:
     dataset: str
     n: int
     metric: str
-    robust_is_high: bool
     envelope: bool  # the columns are per-sample budget envelopes (success-type tasks)
     columns: tuple[Column, ...]
     rows: tuple[Row, ...]
@@ -150,11 +149,10 @@ class Leaderboard:
                 "flags": dict(sorted(flags.items()))}
 
 
-def _worst(task: str, values: list[float]) -> float | None:
+def _worst(values: list[float]) -> float | None:
+    """The strongest attack's value: the lowest (a higher primary metric is more robust, for every task)."""
     values = [v for v in values if v == v]
-    if not values:
-        return None
-    return min(values) if build_task(task).robust_is_high else max(values)
+    return min(values) if values else None
 
 
 def _suite_board(suite: str, sel: list[CellRow], cost: Cost, env: Mapping[str, float],
@@ -170,7 +168,7 @@ def _suite_board(suite: str, sel: list[CellRow], cost: Cost, env: Mapping[str, f
     columns = tuple(Column(th, e) for th in threats for e in show_eps)
     rows = []
     for target, defense in sorted({(c.target, c.defense) for c in sel}):
-        values = tuple(_worst(task_name, [env.get(c.key, c.value) for c in sel if c.threat == col.threat
+        values = tuple(_worst([env.get(c.key, c.value) for c in sel if c.threat == col.threat
                                           and c.eps == col.eps and c.target == target and c.defense == defense])
                        for col in columns)
         raised = tuple(ThreatFlags(th, tuple(flags[suite, target, defense, th])) for th in threats
@@ -182,7 +180,7 @@ def _suite_board(suite: str, sel: list[CellRow], cost: Cost, env: Mapping[str, f
 
     def rank_key(r: Row) -> tuple[bool, float]:
         v = None if rank_col is None else r.values[rank_col]
-        return v is None, -(v or 0) if task.robust_is_high else (v or 0)
+        return v is None, -(v or 0)
 
     ranked = tuple(replace(r, rank=i) for i, r in enumerate(sorted(rows, key=rank_key), 1))
     attacks = tuple(sorted({c.attack for c in sel}))
@@ -194,7 +192,7 @@ def _suite_board(suite: str, sel: list[CellRow], cost: Cost, env: Mapping[str, f
         if c.eps == top:
             value_at.setdefault((c.threat, c.sources, c.target, c.defense, c.attack), c.value)
     breakdown = tuple(AttackRow(*k, tuple(value_at.get((*k, a)) for a in attacks)) for k in combos)
-    return SuiteBoard(suite, task_name, sel[0].dataset.split(":")[0], sel[0].n, metric, task.robust_is_high,
+    return SuiteBoard(suite, task_name, sel[0].dataset.split(":")[0], sel[0].n, metric,
                       task.success_type, columns, ranked, top, attacks, breakdown, cost, tuple(plots))
 
 

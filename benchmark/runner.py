@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import os
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +76,13 @@ def prepare(suite: Suite, seed: int, raw_config: str, device: str = "cpu", preci
     ``precision`` bf16/fp16 runs the targets' forward passes under autocast (inputs, gradients, metrics stay fp32).
     """
     where = f"suite {suite.name!r}"
+    try:
+        return _prepare(suite, seed, raw_config, where, device, precision)
+    except OSError as exc:  # a file the config names (data root, weights) that cannot be read
+        raise RobustgridError(f"{where}: {exc.strerror or type(exc).__name__}: {exc.filename or exc}") from None
+
+
+def _prepare(suite: Suite, seed: int, raw_config: str, where: str, device: str, precision: str) -> Prepared:
     dev, dtype = resolve_device(device), check_precision(precision)
     task = build_task(suite.task)
     ds = suite.dataset.kwargs
@@ -291,6 +299,24 @@ class ShardWorker:
         return run_shard(self.prepared[job.suite], self.units[job.unit], job)
 
 
+def check_out_folder(out: Path) -> None:
+    """One-line error, before anything is written, if ``out`` cannot become the output folder."""
+    existing = next((p for p in (out, *out.parents) if p.exists()), Path("."))  # what mkdir would start from
+    if not existing.is_dir():
+        what = "is a file" if existing == out else f"lies inside {existing}, which is a file"
+        raise RobustgridError(f"output folder {out} {what}; name a folder with --out")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise RobustgridError(f"output folder {out} cannot be created or written: {existing} is not writable")
+
+
+def open_store(out: Path) -> Store:
+    """The store ``out/cells.sqlite``; an unusable folder or file is a one-line error."""
+    try:
+        return Store(out / "cells.sqlite")
+    except (OSError, sqlite3.Error) as exc:
+        raise RobustgridError(f"cannot open the results store {out / 'cells.sqlite'}: {exc}") from None
+
+
 def run_grid(config: Config, out: str | Path, *, progress: bool = True, report: bool = True,
              device: str | None = None, executor: str | None = None, ray_address: str | None = None) -> RunSummary:
     """Run every suite of ``config`` into ``out/cells.sqlite`` (resuming at the shard), then write the report.
@@ -313,13 +339,12 @@ def run_grid(config: Config, out: str | Path, *, progress: bool = True, report: 
         import_ray()
         if config.ray.address is not None:
             check_reachable(config.ray.address)
+    out = Path(out)
+    check_out_folder(out)
     prepared = [prepare(s, config.seed, config.raw, config.device, config.precision) for s in config.suites]
     units = {u.key: u for p in prepared for u in p.units}
     owner = {u.key: i for i, p in enumerate(prepared) for u in p.units}
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise RobustgridError(f"--out {out} is a file; name a folder (it is created if missing)")
-    store = Store(out / "cells.sqlite")
+    store = open_store(out)
     generated = reused = 0
     runner: LocalExecutor | RayExecutor | None = None
     try:

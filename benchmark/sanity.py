@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from robustgrid.benchmark.curves import final_cells
 from robustgrid.benchmark.records import CellRow
 from robustgrid.benchmark.threats import get_threat
-from robustgrid.models.tasks import build_task
 
 TOLERANCE = 0.02       # absolute slack on the primary metric before a flag is raised
 NO_FALL_FRACTION = 0.5  # at the largest budget a white-box attack should keep < half of clean performance
@@ -47,10 +46,10 @@ class Finding:
         return self.suite, self.target, self.defense, self.threat
 
 
-def _worse(task_name: str, a: float, b: float) -> bool:
-    """True if a is a stronger-attack value than b by more than the tolerance."""
-    hi = build_task(task_name).robust_is_high
-    return (a < b - TOLERANCE) if hi else (a > b + TOLERANCE)
+def _worse(a: float, b: float) -> bool:
+    """True if a is a stronger-attack value than b by more than the tolerance (every task's primary metric is
+    higher for a more robust model: the Task contract)."""
+    return a < b - TOLERANCE
 
 
 def _where(c: CellRow) -> str:
@@ -65,8 +64,6 @@ def _finding(flag: str, key: FlagKey, detail: str) -> Finding:
 def _no_fall(key: FlagKey, group: list[CellRow], base: float | None) -> list[Finding]:
     """A threat expected to break the model leaves over half the clean metric under its strongest attack."""
     if not get_threat(key[3]).expected_to_fall or base is None or base <= 0:
-        return []
-    if not build_task(group[0].task).robust_is_high:
         return []
     eps_max = max(c.eps for c in group)
     best = min((c for c in group if c.eps == eps_max), key=lambda c: c.value)
@@ -85,7 +82,7 @@ def _single_step(key: FlagKey, group: list[CellRow]) -> list[Finding]:
     for (_, eps), at in sorted(same.items()):
         for s in (c for c in at if c.steps == 1):
             for m in (c for c in at if c.steps > 1):
-                if _worse(s.task, s.value, m.value):
+                if _worse(s.value, m.value):
                     out.append(_finding("1step>iter", key, f"at eps {eps:g} {_where(s)} {s.value:.3f} beats "
                                                            f"{_where(m)} {m.value:.3f}"))
     return out
@@ -100,7 +97,7 @@ def _non_monotone(key: FlagKey, group: list[CellRow]) -> list[Finding]:
     for pts in curves.values():
         pts.sort(key=lambda c: c.eps)
         for a, b in zip(pts, pts[1:]):
-            if _worse(a.task, a.value, b.value):
+            if _worse(a.value, b.value):
                 out.append(_finding("non-monotone", key, f"{_where(a)}: {a.value:.3f} at eps {a.eps:g} but "
                                                          f"{b.value:.3f} at eps {b.eps:g}"))
     return out
@@ -120,9 +117,8 @@ def _transfer_beats_seeing(by_key: dict[FlagKey, list[CellRow]]) -> list[Finding
             continue
         for c in group:
             rivals = seeing.get((c.suite, c.target, c.defense, c.attack, c.eps), [])
-            if rivals and all(_worse(c.task, c.value, r.value) for r in rivals):
-                best = sorted(rivals, key=lambda r: (r.value, r.threat))
-                strongest = best[0] if build_task(c.task).robust_is_high else best[-1]
+            if rivals and all(_worse(c.value, r.value) for r in rivals):
+                strongest = min(rivals, key=lambda r: (r.value, r.threat))
                 out.append(_finding("transfer>wb", key, f"at eps {c.eps:g} {_where(c)} {c.value:.3f} beats "
                                                         f"{strongest.threat} {strongest.value:.3f}"))
     return out

@@ -8,31 +8,21 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-import torch.nn.functional as F
 from robustgrid.defenses.base import Purifier, register_defense
+from robustgrid.models.filters import depthwise_conv2d, gaussian_kernel
 from torch import Tensor
 
 from robustgrid.core import RobustgridError, check_float, check_int
 
 
-def gaussian_kernel(kernel_size: int, sigma: float, dtype: torch.dtype = torch.float64) -> Tensor:
-    """The normalised k x k kernel G(a, b) ~ exp(-(a^2 + b^2) / (2 sigma^2)), sum(G) = 1."""
-    a = torch.arange(kernel_size, dtype=torch.float64) - (kernel_size - 1) / 2
-    g = torch.exp(-(a**2) / (2 * sigma**2))
-    g2 = torch.outer(g, g)
-    return (g2 / g2.sum()).to(dtype)
-
-
 def smooth(x: Tensor, kernel: Tensor) -> Tensor:
     """One GS step: depthwise convolution of every channel with ``kernel``, reflect padding, same size."""
-    c, k = x.shape[1], kernel.shape[-1]
+    k = kernel.shape[-1]
     pad = k // 2
     if min(x.shape[-2:]) <= pad:
         raise RobustgridError(f"gaussian smoothing with kernel_size {k} needs images larger than {pad} pixels, "
                               f"got {tuple(x.shape[-2:])}")
-    weight = kernel.to(dtype=x.dtype, device=x.device).expand(c, 1, k, k)
-    return F.conv2d(F.pad(x, (pad, pad, pad, pad), mode="reflect"), weight, groups=c)
+    return depthwise_conv2d(x, kernel, "reflect")
 
 
 @register_defense("gaussian")

@@ -1,7 +1,4 @@
-"""Targets, tasks, datasets and the trained zoo; imports none of attacks, defenses, benchmark.
-
-(The one exception is lazy and by name: ``models.zoo.load_zoo`` imports the blind-spot networks' zoo entries.)
-"""
+"""Targets, tasks, datasets and the trained zoo; imports none of attacks, defenses, benchmark."""
 
 from robustgrid.models import iqa_task, segmentation_task  # noqa: F401  (register the "iqa" and "segmentation" tasks)
 from robustgrid.models.target import TARGETS, Normalized, Target, register_target
@@ -14,4 +11,5 @@ __all__ = ["RobustgridError", "TARGETS", "Normalized", "Target", "register_targe
 # the built-in zoo registers its targets on import (timm itself is imported lazily)
 import robustgrid.models.classifiers  # noqa: E402, F401
 import robustgrid.models.iqa_models  # noqa: E402, F401
+import robustgrid.models.iqa_zoo  # noqa: E402, F401
 import robustgrid.models.segmenters  # noqa: E402, F401

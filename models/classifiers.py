@@ -94,16 +94,20 @@ def fixed_input_size(net: nn.Module) -> bool:
         not bool(getattr(embed, "dynamic_img_size", False))
 
 
+@register_target_prefix("timm", task="classification")
 def timm_target(arch: str, weights: str | Path | None = None, num_classes: int = 1000, in_chans: int = 3,
                 pretrained: bool = False, name: str | None = None, mean: tuple[float, ...] | None = None,
                 std: tuple[float, ...] | None = None, input_size: int | tuple[int, int] | None = None,
                 **model_kwargs: Any) -> Target:
-    """A timm classifier on [0, 1] images; weights from a local file (safe loader) or timm's hub download.
+    """timm:<arch> classifiers with weights = PATH (safetensors or torch state dict) or pretrained = true.
 
-    Normalisation (the pretrained config's mean/std unless given) happens inside the Target's module. The input
-    size is ``input_size`` if given, else the pretrained config's test size; a network that takes any size (a CNN)
-    is marked size-flexible, so it evaluates the dataset's own resolution.
+    Weights come from a local file (safe loader) or timm's hub download; normalisation (the pretrained config's
+    mean/std unless given) happens inside the Target's module. The input size is ``input_size`` if given, else the
+    pretrained config's test size; a network that takes any size (a CNN) is marked size-flexible, so it evaluates
+    the dataset's own resolution. Other keywords go to timm.
     """
+    if not arch:
+        raise RobustgridError("target spec 'timm:' lacks an architecture, e.g. timm:resnet50")
     if (weights is None) == (not pretrained):
         raise RobustgridError(f"timm:{arch} needs exactly one of weights = PATH or pretrained = true")
     net = create_timm(arch, pretrained, num_classes=num_classes, in_chans=in_chans, **model_kwargs)
@@ -127,14 +131,6 @@ def timm_target(arch: str, weights: str | Path | None = None, num_classes: int =
     return Target(name=name or f"timm:{arch}", task="classification", module=Normalized(net, mean, std),
                   input_shape=(in_chans, h, w), num_classes=num_classes, provenance=provenance,
                   size_flexible=not fixed and input_size is None)
-
-
-@register_target_prefix("timm", task="classification")
-def timm_prefix(arch: str, **params: Any) -> Target:
-    """timm:<arch> classifiers with weights = PATH (safetensors or torch state dict) or pretrained = true."""
-    if not arch:
-        raise RobustgridError("target spec 'timm:' lacks an architecture, e.g. timm:resnet50")
-    return timm_target(arch, **{"name": f"timm:{arch}", **params})
 
 
 def build_classifier_target(spec: str, **kw: Any) -> Target:

@@ -133,9 +133,9 @@ def pyiqa_scorer(metric: str, weights: str | Path | None = None, **opts: Any) ->
 
 
 @register_target_prefix("pyiqa", task="iqa")
-def pyiqa_target(arch: str, weights: str | Path | None = None, score_range: Any = None,
-                 lower_better: bool | None = None, input_shape: Any = (3, 224, 224), name: str | None = None,
-                 **opts: Any) -> Target:
+def pyiqa_target(arch: str, weights: str | Path | None = None, score_range: tuple[float, float] | None = None,
+                 lower_better: bool | None = None, input_shape: tuple[int, int, int] = (3, 224, 224),
+                 name: str | None = None, **opts: Any) -> Target:
     """A pyiqa NR model (e.g. pyiqa:musiq) with local weights; range and direction from pyiqa's metadata.
 
     ``score_range`` / ``lower_better`` override the metadata (required where pyiqa leaves an end open).
@@ -183,7 +183,7 @@ class StraightThroughPIQE(nn.Module):
 
 
 @register_target("piqe", task="iqa")
-def piqe_target(input_shape: Any = (3, 48, 48)) -> Target:
+def piqe_target(input_shape: tuple[int, int, int] = (3, 48, 48)) -> Target:
     """PIQE (pyiqa, weight-free, 0-100, lower = better quality) with a straight-through rounding gradient."""
     return iqa_target("piqe", StraightThroughPIQE(), (0.0, 100.0), True, input_shape,
                       {"architecture": "piqe", "source": "pyiqa", "weights": None,
@@ -275,8 +275,8 @@ def fetch_niqe_params(dest: str | Path | None = None, url: str = BASICSR_SDIST, 
 
 
 @register_target("niqe", task="iqa")
-def niqe_target(params: str | Path | None = None, input_shape: Any = (3, 384, 384),
-                score_range: Any = (0.0, 100.0)) -> Target:
+def niqe_target(params: str | Path | None = None, input_shape: tuple[int, int, int] = (3, 384, 384),
+                score_range: tuple[float, float] = (0.0, 100.0)) -> Target:
     """NIQE (pyiqa, weight-free natural-scene statistics, lower = better) from a local parameter file.
 
     Images need at least two 96 x 96 blocks; pyiqa's rounding inside NIQE is already differentiable.
@@ -300,6 +300,3 @@ def niqe_target(params: str | Path | None = None, input_shape: Any = (3, 384, 38
     scorer = pyiqa_scorer("niqe", pretrained_model_path=str(mat))
     return iqa_target("niqe", scorer, score_range, True, shape,
                       {"architecture": "niqe", "source": "pyiqa", "params": str(path), "sha256": digest})
-
-
-import robustgrid.models.iqa_zoo  # noqa: E402, F401  (the embedded IQA zoo registers its targets on import)

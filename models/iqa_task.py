@@ -120,7 +120,6 @@ class IQA(Task):
 
     name = "iqa"
     metric = "srocc"        # SROCC of the attacked predictions with the labels (MOS)
-    robust_is_high = True
     success_type = False
     transfer_metrics = ("srocc", "robustness_r")
     quantize = True         # attacked images are rounded to 8 bits before scoring (the group's convention)

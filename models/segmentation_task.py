@@ -65,7 +65,6 @@ class Segmentation(Task):
 
     name = "segmentation"
     metric = "miou"
-    robust_is_high = True
     success_type = False
     transfer_metrics = ("miou", "pixel_asr", "miou_drop")
 

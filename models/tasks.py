@@ -20,11 +20,14 @@ TASKS: Registry[Task] = Registry("task")
 
 
 class Task(ABC):
-    """Objective to maximise, per-sample outcome and dataset-level metrics of one task."""
+    """Objective to maximise, per-sample outcome and dataset-level metrics of one task.
+
+    The primary ``metric`` is one where higher means more robust (accuracy, mIoU, SROCC): the leaderboard ranks,
+    and the sanity checks compare, by it in that direction.
+    """
 
     name: ClassVar[str]
-    metric: ClassVar[str]                 # primary metric of curves and leaderboard
-    robust_is_high: ClassVar[bool]        # True if a higher primary metric means a more robust model
+    metric: ClassVar[str]                 # primary metric of curves and leaderboard (higher = more robust)
     success_type: ClassVar[bool] = False  # per-sample success exists: early stop and budget envelope apply
     transfer_metrics: ClassVar[tuple[str, ...]] = ()  # shown with intervals in the report's transfer tables
 
@@ -109,7 +112,6 @@ class Classification(Task):
 
     name = "classification"
     metric = "accuracy"
-    robust_is_high = True
     success_type = True
     transfer_metrics = ("accuracy", "attack_success_rate")
 

@@ -1,19 +1,16 @@
 """The zoo: networks the project trains itself, one ZooEntry per name, for any task.
 
-Classifiers, segmenters and IQA models each register entries here (``register_zoo``); ``train_zoo``
-and ``zoo_target`` then treat them alike: committed weights, else cached, else trained once. Networks
-that are not attack targets (the NCIS blind-spot networks of ``defenses``) are zoo entries too, without
-a ``to_target``; ``train_zoo`` trains them alongside.
+Classifiers, segmenters and IQA models each register entries here (``register_zoo``); ``zoo_target``
+and the per-entry ``stored_weights`` / ``train_entry`` then treat them alike: committed weights, else
+cached, else trained once. Networks that are not attack targets (the NCIS blind-spot networks of
+``defenses``) are zoo entries too, without a ``to_target``. Training the whole zoo (``robustgrid zoo
+train``) needs the entries of every package, so it lives above them all, in ``benchmark.zoo_training``.
 """
 
 from __future__ import annotations
 
-import importlib
-import multiprocessing
-import os
 import shutil
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,17 +43,6 @@ class ZooEntry:
 
 
 ZOO: Registry[ZooEntry] = Registry("zoo model")
-
-# Modules of packages above ``models`` that register zoo entries. They import ``models``, so ``models`` cannot
-# import them when it loads; ``load_zoo`` imports them by name when the whole zoo is needed.
-EXTERNAL_ZOO_MODULES = ("robustgrid.defenses.bsn_zoo",)
-
-
-def load_zoo() -> Registry[ZooEntry]:
-    """The complete zoo: the entries ``models`` registers on import plus those of EXTERNAL_ZOO_MODULES."""
-    for module in EXTERNAL_ZOO_MODULES:
-        importlib.import_module(module)
-    return ZOO
 
 
 def register_zoo(entry: ZooEntry) -> ZooEntry:
@@ -94,55 +80,27 @@ def _commit_cached(rec: WeightsRecord) -> WeightsRecord:
     return WeightsRecord(rec.name, dest, rec.recipe_hash, rec.sha256, rec.metrics, rec.train_seconds, "committed")
 
 
-def train_zoo(names: list[str] | None = None, force: bool = False, commit: bool = False,
-              progress: bool = True, workers: int | None = None) -> list[WeightsRecord]:
-    """Train the named zoo models (all if None) whose weights are missing or stale, or all with ``force``.
-
-    ``commit`` writes into the repository's ``models/weights`` instead of the cache under $ROBUSTGRID_HOME.
-    ``workers`` processes (default: one per core, at most one per model) train side by side, one thread each:
-    small networks use a few cores better this way than through intra-op threads, and one thread keeps the
-    weights reproducible bit for bit.
-    """
-    zoo = load_zoo()
-    entries = [zoo.build(n) for n in (names if names else zoo.names())]
-    records: dict[str, WeightsRecord] = {}
-    todo: list[tuple[ZooEntry, dict[str, Any]]] = []
-    for entry in entries:
-        recipe = entry.full_recipe()
-        rec = None if force else find_weights(entry.name, recipe)
-        if rec is not None and commit and rec.source != "committed":
-            rec = _commit_cached(rec)
-        if rec is None:
-            todo.append((entry, recipe))
-        else:
-            records[entry.name] = rec
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    workers = min(len(todo), workers or cores)
-    if workers <= 1:
-        records.update({e.name: _train_one(e.name, r, commit, progress) for e, r in todo})
-    else:  # spawned workers re-register the zoo (load_zoo in _train_one); longest first for the shortest makespan
-        ctx = multiprocessing.get_context("spawn")
-        todo.sort(key=lambda item: -item[0].cost)
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                 initargs=(ctx.Value("i", 0),)) as pool:
-            futures = {e.name: pool.submit(_train_one, e.name, r, commit, progress) for e, r in todo}
-            records.update({name: f.result() for name, f in futures.items()})
-    return [records[e.name] for e in entries]
+def stored_weights(name: str, recipe: dict[str, Any], commit: bool = False) -> WeightsRecord | None:
+    """Fresh committed or cached weights of zoo entry ``name`` (copied into the committed folder if ``commit``)."""
+    rec = find_weights(name, recipe)
+    if rec is not None and commit and rec.source != "committed":
+        rec = _commit_cached(rec)
+    return rec
 
 
-def _train_one(name: str, recipe: dict[str, Any], commit: bool, progress: bool) -> WeightsRecord:
-    entry = load_zoo().build(name)  # a spawned worker has imported models only
-    return train_and_store(name, recipe, lambda: entry.train(progress), commit=commit)  # on one thread
+def train_entry(name: str, recipe: dict[str, Any], commit: bool = False, progress: bool = True) -> WeightsRecord:
+    """Train zoo entry ``name`` (registered in this process) on one thread and store its weights and record."""
+    entry = ZOO.build(name)
+    return train_and_store(name, recipe, lambda: entry.train(progress), commit=commit)
 
 
 _BAR_POSITION = 0  # which terminal line this process's progress bar owns (one per parallel worker)
 
 
-def _init_worker(counter: Any) -> None:
+def set_bar_position(position: int) -> None:
+    """Give this process's zoo progress bars terminal line ``position`` (one line per parallel training worker)."""
     global _BAR_POSITION
-    with counter.get_lock():
-        _BAR_POSITION = counter.value
-        counter.value += 1
+    _BAR_POSITION = position
 
 
 def progress_bar(total: int, desc: str, enabled: bool = True) -> Any:

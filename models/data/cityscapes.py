@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from robustgrid.models.data import register_dataset
+from robustgrid.models.data.registry import register_dataset
 from robustgrid.models.data.segpairs import pair_dataset
 from robustgrid.models.data.stream import StreamingDataset
 

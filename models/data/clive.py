@@ -11,8 +11,8 @@ import os
 from pathlib import Path
 
 import numpy as np
-from robustgrid.models.data import register_dataset
 from robustgrid.models.data.mos import parse_scores, read_score_csv, scored_dataset
+from robustgrid.models.data.registry import register_dataset
 from robustgrid.models.data.stream import StreamingDataset
 
 from robustgrid.core import RobustgridError

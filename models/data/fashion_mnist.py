@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from robustgrid.models.cache import robustgrid_home
-from robustgrid.models.data import register_dataset
 from robustgrid.models.data.base import ImageDataset, fingerprint, subset
+from robustgrid.models.data.registry import register_dataset
 
 from robustgrid.core import RobustgridError
 

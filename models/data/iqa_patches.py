@@ -16,8 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from robustgrid.models.cache import recipe_hash, robustgrid_home
-from robustgrid.models.data import register_dataset
 from robustgrid.models.data.base import ImageDataset, fingerprint, subset_indices
+from robustgrid.models.data.registry import register_dataset
 from torch import Tensor
 
 from robustgrid.core import RobustgridError

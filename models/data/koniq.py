@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from robustgrid.models.data import register_dataset
 from robustgrid.models.data.mos import read_score_csv, scored_dataset
+from robustgrid.models.data.registry import register_dataset
 from robustgrid.models.data.stream import StreamingDataset
 
 from robustgrid.core import RobustgridError

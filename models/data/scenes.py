@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from robustgrid.models.data import register_dataset
 from robustgrid.models.data.base import ImageDataset, fingerprint, subset_indices
 from robustgrid.models.data.fashion_mnist import CLASSES, load_fashion_mnist
+from robustgrid.models.data.registry import register_dataset
 from robustgrid.models.segmentation_task import IGNORE  # ambiguous garment-edge pixels: excluded from loss and metrics
 
 from robustgrid.core import RobustgridError

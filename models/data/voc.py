@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from robustgrid.models.data import register_dataset
+from robustgrid.models.data.registry import register_dataset
 from robustgrid.models.data.segpairs import pair_dataset
 from robustgrid.models.data.stream import StreamingDataset
 

@@ -91,7 +91,7 @@ def test_ensemble_counts_each_source(zoo_resnet, fmnist_batch):
     ({"eps": -0.1}, "eps must be a finite number >= 0"),
     ({"eps": float("nan")}, "eps must be a finite number >= 0"),
     ({"steps": 0}, "steps must be an integer >= 1"),
-    ({"norm": "l3"}, "unknown norm 'l3'"),
+    ({"norm": "l3"}, "pgd: norm must be one of linf, l2, got 'l3'"),
     ({"stepz": 3}, "did you mean steps"),
 ])
 def test_bad_parameters(params, message):

@@ -31,17 +31,17 @@ def mutate(cfg, path, value):
 CASES = [
     (("suite", 0, "attacks", 0, "name"), "pdg", "unknown attack 'pdg'; did you mean pgd"),
     (("suite", 0, "targets"), ["fmnist-resnt"], "unknown target 'fmnist-resnt'; did you mean fmnist-resnet"),
-    (("suite", 0, "budget", "eps"), [0.1, -0.05], "budget eps must be >= 0.0, got -0.05"),
+    (("suite", 0, "budget", "eps"), [0.1, -0.05], "budget eps must be a finite number >= 0, got -0.05"),
     (("suite", 0, "budget", "eps"), [math.inf], "budget eps must be a finite number"),
     (("suite", 0, "budget", "eps"), [math.nan], "budget eps must be a finite number"),
-    (("suite", 0, "attacks", 0, "steps"), 0, "steps must be >= 1, got 0"),
+    (("suite", 0, "attacks", 0, "steps"), 0, "steps must be an integer >= 1, got 0"),
     (("suite", 0, "budgett"), {}, "unknown key 'budgett'; did you mean budget"),
     (("suite", 0, "threats"), ["whitebox", "trasnfer"], "unknown threat 'trasnfer'; did you mean transfer"),
     (("suite", 0, "attacks", 0, "stepsize"), 0.1, "has no parameter 'stepsize'; did you mean step_size"),
     (("suite", 0, "dataset", "root"), "/nonexistent/fmnist", "/nonexistent/fmnist"),
     (("suite", 0, "dataset", "name"), "fashion-mnst", "unknown dataset 'fashion-mnst'"),
     (("suite", 0, "task"), "segmentation", "is a classification model"),
-    (("seed",), -1, "seed must be >= 0"),
+    (("seed",), -1, "seed must be an integer >= 0"),
     (("suite", 0, "budget", "norm"), "l1", "unknown norm 'l1'"),
 ]
 
@@ -80,7 +80,7 @@ def test_cli_exit_status_two_and_one_line(tmp_path):
                            str(tmp_path / "o")], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "budget eps must be >= 0.0" in lines[0]
+    assert len(lines) == 1 and "budget eps must be a finite number >= 0" in lines[0]
     assert not (tmp_path / "o").exists()
 
 
@@ -109,3 +109,40 @@ def test_adaptive_threat_refused_for_non_differentiable_purifier(small_config, t
     with pytest.raises(RobustgridError, match="'adaptive' needs a differentiable purifier; 'test-quantize' is not"):
         run_grid(parse_config(small_config), tmp_path / "o", progress=False)
     assert not (tmp_path / "o").exists()
+
+
+def test_cli_usage_errors_and_a_bad_thread_count_are_one_line_exit_2(capsys, monkeypatch):
+    from robustgrid.benchmark.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "robustgrid: error: the following arguments are required: config (see robustgrid run --help)"]
+    monkeypatch.setenv("ROBUSTGRID_THREADS", "two")
+    assert main(["list", "tasks"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "robustgrid: error: ROBUSTGRID_THREADS must be a positive integer, got 'two'"]
+
+
+SHAPES = [  # a value of the wrong shape where the config expects a table, a list or a name
+    (("suite", 0, "transfer"), 5, "suite 1: transfer must be a table, got 5"),
+    (("suite", 0, "transfer"), {"sources": [[{"a": 1}]]}, "suite 1: transfer source {'a': 1} is not one of"),
+    (("suite", 0, "transfer"), {"sources": "fmnist-resnet"}, "suite 1: transfer sources must be a list"),
+    (("suite", 0, "budget", "checkpoints"), 5, "suite 1: budget checkpoints must be a list of step counts, got 5"),
+    (("suite", 0, "budget"), [0.1], "suite 1: budget must be a table, got [0.1]"),
+    (("suite", 0, "defenses"), "gaussian", "suite 1: defenses must be a non-empty list, got 'gaussian'"),
+    (("suite", 0, "targets"), [5], "suite 1 target 1: each target must be a name or a table with a 'name', got 5"),
+    (("suite", 0, "task"), 5, "suite 1: task must be a string, got 5"),
+    (("suite", 0, "name"), ["x"], "suite 1: name must be a string, got ['x']"),
+    (("suite", 0, "attacks", 0, "label"), 3, "suite 1 attack 1 (pgd): label must be a string, got 3"),
+    (("suite", 0, "attacks", 0, "norm"), "l2", "suite 1 attack 1 (pgd): 'norm' is set by the suite's budget"),
+    (("suite",), [1], "suite 1: each suite must be a table, got 1"),
+]
+
+
+@pytest.mark.parametrize("path, value, message", SHAPES, ids=[s[2][:40] for s in SHAPES])
+def test_a_value_of_the_wrong_shape_is_a_one_line_error(small_config, path, value, message):
+    with pytest.raises(RobustgridError) as info:
+        parse_config(mutate(small_config, path, value))
+    assert str(info.value).startswith(message) and "\n" not in str(info.value)

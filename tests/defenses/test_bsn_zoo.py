@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import pickle
 import subprocess
 import sys
 
 import pytest
 import robustgrid.defenses.bsn_training as training
 import torch
+from robustgrid.benchmark import zoo_training
+from robustgrid.benchmark.zoo_training import train_zoo
 from robustgrid.defenses import bsn_zoo, register_unlabeled
 from robustgrid.defenses.bsn_zoo import BSN_ZOO, default_recipe, register_bsn
 from robustgrid.defenses.ncis import NCIS
 from robustgrid.defenses.unlabeled import UNLABELED
 from robustgrid.models.cache import recipe_hash
 from robustgrid.models.target import TARGETS
-from robustgrid.models.zoo import ZOO, load_zoo, train_zoo, zoo_target
+from robustgrid.models.zoo import ZOO, zoo_target
 
 from robustgrid.core import RobustgridError
 
@@ -23,7 +26,7 @@ NAMES = [training.weights_name(dataset) for dataset in BSN_ZOO]
 
 def test_zoo_lists_one_bsn_per_dataset_and_none_is_a_target() -> None:
     assert NAMES == ["ncis-bsn-fashion-mnist", "ncis-bsn-fmnist-scenes", "ncis-bsn-skimage-iqa"]
-    assert set(NAMES) <= set(load_zoo().names())
+    assert set(NAMES) <= set(ZOO.names())
     assert not set(NAMES) & set(TARGETS.names())
     assert {ZOO.entry(n).meta["task"] for n in NAMES} == {"classification", "segmentation", "iqa"}
     assert all(ZOO.entry(n).meta["target"] is False for n in NAMES)
@@ -92,9 +95,15 @@ def test_train_zoo_stores_weights_that_load_bsn_finds_without_training(toy_zoo, 
     assert training.load_bsn(recipe, allow_train=False)[1].source == "committed"
 
 
-def test_a_process_that_imported_only_models_finds_the_bsn_entries() -> None:
-    """What a spawned training worker (and ``robustgrid zoo train``) sees: models imported, defenses not."""
-    code = ("import sys, robustgrid.models.zoo as z; assert 'robustgrid.defenses' not in sys.modules; "
-            "print(z.load_zoo().build('ncis-bsn-skimage-iqa').cost, 'robustgrid.defenses.bsn_zoo' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
-    assert out.stdout.split() == [str(BSN_ZOO["skimage-iqa"].cpu_seconds), "True"]
+def test_a_spawned_training_worker_finds_the_bsn_entries() -> None:
+    """A spawned ``zoo train`` worker starts bare and unpickles its task function: that import alone must register
+    the blind-spot networks (``models`` alone does not know them, since it never imports ``defenses``)."""
+    task = pickle.dumps(zoo_training._train_one)
+    code = ("import pickle, sys\n"
+            "from robustgrid.models.zoo import ZOO\n"
+            "assert 'ncis-bsn-skimage-iqa' not in ZOO and 'robustgrid.defenses' not in sys.modules\n"
+            f"pickle.loads({task!r})\n"
+            "print(ZOO.build('ncis-bsn-skimage-iqa').cost)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [str(BSN_ZOO["skimage-iqa"].cpu_seconds)]

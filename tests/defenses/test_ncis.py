@@ -10,9 +10,10 @@ import torch
 from robustgrid.defenses import build_defense
 from robustgrid.defenses.bsn import BlindSpotNet
 from robustgrid.defenses.bsn_zoo import BSN_ZOO
-from robustgrid.defenses.gaussian import GaussianSmoothing, gaussian_kernel, smooth
+from robustgrid.defenses.gaussian import GaussianSmoothing, smooth
 from robustgrid.defenses.ncis import NCIS
 from robustgrid.models.cache import COMMITTED
+from robustgrid.models.filters import gaussian_kernel
 from torch import Tensor, nn
 
 from robustgrid.core import RobustgridError

@@ -179,8 +179,8 @@ def test_masks_and_budget_hold_in_a_full_run() -> None:
     ({"sigma": 0.0}, "sigma must be a finite number > 0"),
     ({"sigma": -0.1}, "sigma must be a finite number > 0"),
     ({"samples": 0}, r"samples \(noise draws N\) must be an integer >= 1"),
-    ({"sign": "both"}, "unknown sign placement"),
-    ({"tau": 1.5}, r"tau must lie in \[0, 1\]"),
+    ({"sign": "both"}, "sign placement must be one of average-then-sign, sign-then-average, got 'both'"),
+    ({"tau": 1.5}, r"tau must be a finite number in \[0, 1\], got 1.5"),
     ({"weights": [1, -1]}, "weights must be non-negative"),
 ])
 def test_bad_parameters_are_one_line_errors(params: dict, match: str) -> None:

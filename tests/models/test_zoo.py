@@ -10,7 +10,7 @@ from robustgrid.models.cache import COMMITTED, recipe_hash
 from robustgrid.models.classifiers import FMNIST_ZOO, accuracy
 from robustgrid.models.data import build_dataset
 from robustgrid.models.target import TARGETS, Target
-from robustgrid.models.zoo import ZOO, ZooEntry, register_zoo, train_zoo, zoo_target
+from robustgrid.models.zoo import ZOO, ZooEntry, register_zoo, stored_weights, train_entry, zoo_target
 from torch import nn
 
 from robustgrid.core import RobustgridError
@@ -40,13 +40,15 @@ def test_zoo_families_and_size() -> None:
     assert set(FMNIST_ZOO) <= set(TARGETS.names())
 
 
-def test_train_zoo_skips_fresh_committed_weights() -> None:
-    (rec,) = train_zoo(["fmnist-resnet"], progress=False)
+def test_stored_weights_are_the_fresh_committed_ones() -> None:
+    entry = ZOO.build("fmnist-resnet")
+    rec = stored_weights(entry.name, entry.full_recipe())
     assert rec.source == "committed" and rec.metrics["test_accuracy"] >= 0.88
+    assert stored_weights(entry.name, {**entry.full_recipe(), "epochs": 99}) is None  # another recipe: stale
 
 
-def test_zoo_mechanics_with_a_toy_entry(tmp_path, monkeypatch) -> None:
-    """Missing weights are trained into the cache, fresh ones reused, ``commit`` promotes without retraining."""
+def test_per_entry_training_and_caching_with_a_toy_entry(tmp_path, monkeypatch) -> None:
+    """Missing weights refuse to load, ``train_entry`` stores them in the cache, ``commit`` promotes them."""
     monkeypatch.setattr(ZOO, "_entries", dict(ZOO._entries))
     monkeypatch.setattr(TARGETS, "_entries", dict(TARGETS._entries))
     monkeypatch.setattr("robustgrid.models.cache.COMMITTED", tmp_path / "committed")
@@ -62,15 +64,15 @@ def test_zoo_mechanics_with_a_toy_entry(tmp_path, monkeypatch) -> None:
     def to_target(module: nn.Module, rec) -> Target:
         return Target("toy", "classification", module, (1, 2, 2), provenance={"source": rec.source})
 
-    register_zoo(ZooEntry("toy", "classification", "a toy", {"lr": 1.0}, lambda: "data-v1",
-                          lambda: nn.Linear(4, 2), train, to_target))
+    entry = register_zoo(ZooEntry("toy", "classification", "a toy", {"lr": 1.0}, lambda: "data-v1",
+                                  lambda: nn.Linear(4, 2), train, to_target))
+    recipe = entry.full_recipe()
     with pytest.raises(RobustgridError, match="run 'robustgrid zoo train toy'"):
         zoo_target("toy", allow_train=False)
-    (rec,) = train_zoo(["toy"], progress=False, workers=1)
+    assert stored_weights("toy", recipe) is None
+    rec = train_entry("toy", recipe, progress=False)
     assert rec.source == "trained" and rec.path.parent == tmp_path / "home" / "weights" and calls == [False]
     assert TARGETS.build("toy", allow_train=False).provenance["source"] == "cache"
-    (rec,) = train_zoo(["toy"], commit=True, workers=1)
+    rec = stored_weights("toy", recipe, commit=True)
     assert rec.source == "committed" and rec.path == tmp_path / "committed" / "toy.safetensors" and len(calls) == 1
     assert zoo_target("toy", allow_train=False).provenance["source"] == "committed"
-    train_zoo(["toy"], force=True, progress=False, workers=1)
-    assert len(calls) == 2

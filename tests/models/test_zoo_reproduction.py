@@ -12,8 +12,8 @@ import json
 
 import pytest
 import torch
+from robustgrid.benchmark.zoo_training import train_zoo
 from robustgrid.models.cache import COMMITTED
-from robustgrid.models.zoo import train_zoo
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from robustgrid.attacks import build_attack
 from robustgrid.attacks.di import resize_pad
-from robustgrid.attacks.ti import gaussian_kernel, smooth
+from robustgrid.attacks.ti import smooth, ti_kernel
 
 from robustgrid.core import RobustgridError
 
@@ -62,7 +62,7 @@ def test_di_view_keeps_size_and_applies_with_probability_p(seg_batch):
 
 
 def test_ti_direction_is_the_sign_of_the_smoothed_gradient():
-    kernel = gaussian_kernel(5, 3.0)
+    kernel = ti_kernel(5, 3.0)
     assert kernel.sum().item() == pytest.approx(1.0) and torch.equal(kernel, kernel.T)
     assert kernel[2, 2] == kernel.max()
     grad = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
@@ -99,7 +99,7 @@ def test_segpgd_refuses_tasks_without_class_logits(monkeypatch):
 
 
 @pytest.mark.parametrize("name, params, message", [
-    ("di", {"diversity_prob": 1.5}, r"diversity_prob must lie in \[0, 1\]"),
+    ("di", {"diversity_prob": 1.5}, r"diversity_prob must be a finite number in \[0, 1\]"),
     ("ti", {"kernel_size": 4}, "kernel_size must be an odd integer"),
 ])
 def test_bad_parameters(name, params, message):

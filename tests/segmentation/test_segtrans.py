@@ -99,7 +99,7 @@ def test_segtrans_attacks_classifiers_too():
 
 @pytest.mark.parametrize("params, message", [
     ({"grid": 0}, "grid must be an integer >= 1"),
-    ({"remap_kind": "rotate"}, "unknown remap_kind 'rotate'; valid: shuffle, shuffle\\+flip"),
+    ({"remap_kind": "rotate"}, r"remap_kind must be one of shuffle, shuffle\+flip, shuffle\+rotate, got 'rotate'"),
 ])
 def test_bad_parameters(params, message):
     with pytest.raises(RobustgridError, match=message):

@@ -15,7 +15,7 @@ from robustgrid.core import RobustgridError
 def test_registered_with_its_metric_direction():
     task = build_task("segmentation")
     assert isinstance(task, Segmentation)
-    assert (task.metric, task.robust_is_high, task.success_type) == ("miou", True, False)
+    assert (task.metric, task.success_type) == ("miou", False)
 
 
 def test_miou_matches_a_hand_computed_example():
