@@ -42,7 +42,11 @@ def imports_of(name: str, path: Path) -> set[str]:
     string that is exactly a module's name, as ``importlib.import_module`` would take it, as an import of it)."""
     found: set[str] = set()
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):  # ``if TYPE_CHECKING:`` imports never run: annotations only, no import edge
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            node.body = []
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names if a.name in MODULES)
         elif isinstance(node, ast.ImportFrom):

@@ -60,5 +60,5 @@ def test_run_options_are_checked():
         attack.check_run(eot_samples=0)
     with pytest.raises(RobustgridError, match=r"checkpoints must lie in 1..4 \(steps\), got \[5\]"):
         attack.check_run(checkpoints=[2, 5])
-    with pytest.raises(RobustgridError, match="attack 'pgd' has no parameter 'early_stop'"):
+    with pytest.raises(RobustgridError, match="pgd has no parameter 'early_stop'"):
         build_attack("pgd", early_stop=True)  # a run option, not a parameter of the attack

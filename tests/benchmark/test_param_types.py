@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CONFIG_KEYS = {"name", "steps", "label"}  # config keys of their own, never passed as a constructor keyword
 TORCHATTACKS = ("PGD", "CW", "APGD", "Square", "DeepFool")  # a sample: their parameters are typed by defaults
 PREFIXED = {"timm": "timm:resnet18", "pyiqa": "pyiqa:musiq", "smp": "smp:Unet",
-            "torchvision-seg": "torchvision-seg:fcn_resnet50"}
+            "torchvision-seg": "torchvision-seg:fcn_resnet50", "python": "python:mypkg.nets:build"}
 CANDIDATES = ("not-a-number", 12345, [1, 2], {"key": 1}, True)  # a string, a number, a list, a table, a boolean
 
 

@@ -126,7 +126,8 @@ def test_eot_draws_multiply_the_attacks_own_samples_in_the_count(tmp_path):
 
 @pytest.mark.parametrize("attack, kwargs, message", [
     ({"name": "torchattacks:PDG"}, {}, "unknown torchattacks attack 'PDG'; did you mean PGD"),
-    ({"name": "torchattacks:PGD", "alpah": 0.01}, {}, "torchattacks:PGD has no parameter 'alpah'; did you mean alpha"),
+    ({"name": "torchattacks:PGD", "alpah": 0.01}, {},
+     "(torchattacks:PGD) has no parameter 'alpah'; did you mean alpha"),
     ({"name": "torchattacks:PGD"}, {"task": "segmentation", "dataset": "fmnist-scenes", "size": 4,
                                     "targets": ("scenes-fpn",), "threats": ("whitebox",)},
      "torchattacks:PGD only attacks classifiers, not task 'segmentation'"),
