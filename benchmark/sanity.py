@@ -21,7 +21,8 @@ NO_FALL_FRACTION = 0.5  # at the largest budget a white-box attack should keep <
 FLAGS = {
     "no-fall": "metric at the largest budget keeps over half its clean value under every attack, under a threat "
                "expected to break the model",
-    "1step>iter": "a single-step attack is stronger than an iterative one from the same sources at the same budget",
+    "1step>iter": "a single-step attack is stronger than an iterative one from the same sources at the same budget, "
+                  "under a threat that sees the whole evaluated model (white-box, BPDA, adaptive)",
     "transfer>wb": "a transfer attack is stronger than the same attack at the same budget under every threat that "
                    "sees the model",
     "non-monotone": "a budget curve gets weaker as the budget grows",
@@ -74,7 +75,11 @@ def _no_fall(key: FlagKey, group: list[CellRow], base: float | None) -> list[Fin
 
 
 def _single_step(key: FlagKey, group: list[CellRow]) -> list[Finding]:
-    """A one-step attack beats an iterative one made from the same sources at the same budget."""
+    """A one-step attack beats an iterative one made from the same sources at the same budget, under a threat whose
+    attack sees the whole evaluated model (those expected to break it): there it signals masked gradients. Under
+    transfer or blind attacks single-step examples carrying over better is a known effect, not a warning."""
+    if not get_threat(key[3]).expected_to_fall:
+        return []
     out = []
     same: dict[tuple[tuple[str, ...], float], list[CellRow]] = defaultdict(list)
     for c in group:

@@ -142,6 +142,9 @@ def register_threat(threat: Threat) -> Threat:
             raise RobustgridError(f"threat {threat.name!r} rides on {host.name!r}, which must generate its own "
                                   f"examples from the same sources ({threat.source_plan})")
 
+    if threat.name in THREATS and get_threat(threat.name) != threat:
+        raise RobustgridError(f"threat {threat.name!r} is already registered")
+
     def make() -> Threat:
         return threat
 

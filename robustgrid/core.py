@@ -46,11 +46,15 @@ class Registry(Generic[T]):
         self._entries: dict[str, Entry[T]] = {}
 
     def register(self, name: str, **meta: Any) -> Callable[[Callable[..., T]], Callable[..., T]]:
-        """Decorator: register ``fn`` under ``name``; the docstring's first line is its description."""
+        """Decorator: register ``fn`` under ``name``; the docstring's first line is its description.
+
+        The same constructor registered again (its module imported anew, as a plugin re-read) replaces itself;
+        another constructor under a taken name is an error."""
 
         def deco(fn: Callable[..., T]) -> Callable[..., T]:
-            if name in self._entries:
-                raise RobustgridError(f"{self.kind} {name!r} is already registered")
+            old = self._entries.get(name)
+            if old is not None and (old.fn.__module__, old.fn.__qualname__) != (fn.__module__, fn.__qualname__):
+                raise RobustgridError(f"{self.kind} {name!r} is already registered (by {old.fn.__module__})")
             doc = inspect.getdoc(fn) or ""
             self._entries[name] = Entry(name, fn, doc.splitlines()[0] if doc else "", dict(meta))
             return fn

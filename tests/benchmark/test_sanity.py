@@ -66,9 +66,16 @@ def test_no_fall_silent_once_the_strongest_attack_falls_below_half_of_clean():
 def test_single_step_beating_iterative_raised_for_the_same_sources_threat_target_defense_and_budget():
     cells = [*curve("whitebox", "fgsm", {0.1: 0.3}), *curve("whitebox", "pgd", {0.1: 0.3 + 2 * TOLERANCE})]
     assert raised(cells, "1step>iter") == {("s", "t", "none", "whitebox")}
-    cells = [*curve("transfer", "fgsm", {0.1: 0.3}, sources=("a",)),
-             *curve("transfer", "pgd", {0.1: 0.6}, sources=("a",))]
-    assert raised(cells, "1step>iter") == {("s", "t", "none", "transfer")}
+    cells = [*curve("adaptive", "fgsm", {0.1: 0.3}, defense="g"), *curve("adaptive", "pgd", {0.1: 0.6}, defense="g")]
+    assert raised(cells, "1step>iter") == {("s", "t", "g", "adaptive")}
+
+
+def test_single_step_transfer_or_blind_beating_iterative_is_a_known_effect_not_a_flag():
+    same_source = [*curve("transfer", "fgsm", {0.1: 0.3}, sources=("a",)),
+                   *curve("transfer", "pgd", {0.1: 0.6}, sources=("a",))]
+    blind = [*curve("blind", "fgsm", {0.1: 0.3}, defense="g"), *curve("blind", "pgd", {0.1: 0.6}, defense="g")]
+    for cells in (same_source, blind):
+        assert raised(cells, "1step>iter") == set()
 
 
 def test_fgsm_transfer_from_a_against_pgd_transfer_from_b_is_silent():

@@ -185,4 +185,5 @@ def test_a_badly_stated_threat_is_refused_at_registration(scratch_registry):
                                               "same sources"):
         register_threat(Threat("x", "d", column=9, rank=9, rides_on="transfer"))
     with pytest.raises(RobustgridError, match="threat 'whitebox' is already registered"):
-        register_threat(get_threat("whitebox"))
+        register_threat(dataclasses.replace(get_threat("whitebox"), description="another whitebox"))
+    assert register_threat(get_threat("whitebox")) is get_threat("whitebox")  # the same one again: a no-op
