@@ -7,7 +7,7 @@ FMNIST := /usr/share/datasets/fashion-mnist
 export HF_HUB_OFFLINE ?= 1
 export PYTHONHASHSEED := 0
 
-.PHONY: bench test test-slow perf lint data zoo report clean-results niqe-params constraints
+.PHONY: bench test test-slow perf lint data zoo report clean-results niqe-params constraints bench-scale test-gpu
 
 # Installs through constraints.txt, the reference environment the committed results were made with; PIP_CONSTRAINT
 # replaces any machine-wide pip constraint, which could otherwise hold torch below the reference version.
@@ -50,7 +50,15 @@ test-slow: $(STAMP) data
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m slow
 
 perf: $(STAMP) data
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m perf tests/perf --benchmark-enable --benchmark-columns=mean,stddev,rounds
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m perf tests/perf/test_perf.py --benchmark-enable --benchmark-columns=mean,stddev,rounds
+
+# Scale: peak memory on 200 vs 2,000 streamed images, and local vs Ray executors on many shards (docs/scale.md)
+bench-scale: $(STAMP) data
+	$(BIN)/python -m pytest -q -s -p no:cacheprovider -m perf tests/perf/test_scale.py --benchmark-enable
+
+# The CUDA checks (skipped without a GPU): a small grid on CUDA against the CPU
+test-gpu: $(STAMP) data
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m gpu
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
