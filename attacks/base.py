@@ -11,10 +11,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from robustgrid.models.tasks import Task, build_task
 from torch import Tensor, nn
 
 from robustgrid.core import RobustgridError, check_choice, check_float, check_int
+from robustgrid.models.tasks import Task, build_task
 
 NORMS = ("linf", "l2")
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from robustgrid.attacks.mifgsm import MIFGSM
-from robustgrid.attacks.registry import register_attack
-from robustgrid.models.segmentation_task import IGNORE
 from torch import Tensor
 
+from robustgrid.attacks.mifgsm import MIFGSM
+from robustgrid.attacks.registry import register_attack
 from robustgrid.core import check_float
+from robustgrid.models.segmentation_task import IGNORE
 
 
 def resize_pad(x: Tensor, size: tuple[int, int], out: tuple[int, int], top: int, left: int, *,

@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from robustgrid.attacks.base import Attack, AttackResult, Models, OnCheckpoint, as_models
-from robustgrid.models.tasks import Task
 from torch import Tensor, nn
 
+from robustgrid.attacks.base import Attack, AttackResult, Models, OnCheckpoint, as_models
 from robustgrid.core import check_bool, check_float, check_int
+from robustgrid.models.tasks import Task
 
 __all__ = ["AttackResult", "GradientAttack", "flat_norm"]
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import torch
-from robustgrid.attacks.loop import GradientAttack
-from robustgrid.attacks.registry import register_attack
 from torch import Tensor
 
+from robustgrid.attacks.loop import GradientAttack
+from robustgrid.attacks.registry import register_attack
 from robustgrid.core import check_float
 
 

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 from robustgrid.attacks.base import Attack
-
 from robustgrid.core import Registry
 
 ATTACKS: Registry[Attack] = Registry("attack")

@@ -13,12 +13,12 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from robustgrid.attacks.loop import GradientAttack, flat_norm
-from robustgrid.attacks.registry import register_attack
-from robustgrid.models.tasks import Task
 from torch import Tensor
 
+from robustgrid.attacks.loop import GradientAttack, flat_norm
+from robustgrid.attacks.registry import register_attack
 from robustgrid.core import RobustgridError, check_bool, check_choice, check_float, check_int, check_type
+from robustgrid.models.tasks import Task
 
 SIGN_PLACEMENTS = ("average-then-sign", "sign-then-average")
 LUMA = (0.299, 0.587, 0.114)

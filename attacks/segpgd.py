@@ -7,13 +7,13 @@ pixels by lambda_t, lambda_t = (t - 1) / (2T): early steps push the pixels that 
 from __future__ import annotations
 
 import torch.nn.functional as F
-from robustgrid.attacks.loop import GradientAttack
-from robustgrid.attacks.registry import register_attack
-from robustgrid.models.segmentation_task import IGNORE, check_label_ids
-from robustgrid.models.tasks import Task
 from torch import Tensor
 
+from robustgrid.attacks.loop import GradientAttack
+from robustgrid.attacks.registry import register_attack
 from robustgrid.core import RobustgridError
+from robustgrid.models.segmentation_task import IGNORE, check_label_ids
+from robustgrid.models.tasks import Task
 
 LABEL_TASKS = ("segmentation", "classification")  # tasks whose outputs are class logits
 

@@ -9,10 +9,10 @@ gradient to the original layout exactly, and the cost per step equals PGD's.
 from __future__ import annotations
 
 import torch
-from robustgrid.attacks.pgd import PGD
-from robustgrid.attacks.registry import register_attack
 from torch import Tensor
 
+from robustgrid.attacks.pgd import PGD
+from robustgrid.attacks.registry import register_attack
 from robustgrid.core import RobustgridError, check_choice, check_int
 
 REMAPS = ("shuffle", "shuffle+flip", "shuffle+rotate")

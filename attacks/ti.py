@@ -6,12 +6,12 @@ surrogate's exact receptive fields, which helps it transfer.
 
 from __future__ import annotations
 
-from robustgrid.attacks.mifgsm import MIFGSM
-from robustgrid.attacks.registry import register_attack
-from robustgrid.models.filters import depthwise_conv2d, gaussian_kernel
 from torch import Tensor
 
+from robustgrid.attacks.mifgsm import MIFGSM
+from robustgrid.attacks.registry import register_attack
 from robustgrid.core import check_float, check_int
+from robustgrid.models.filters import depthwise_conv2d, gaussian_kernel
 
 
 def ti_kernel(size: int, nsig: float) -> Tensor:

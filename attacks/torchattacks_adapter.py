@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from robustgrid.attacks.base import Attack, AttackResult, Models, OnCheckpoint, as_models
-from robustgrid.models.tasks import Task
 from torch import Tensor, nn
 
+from robustgrid.attacks.base import Attack, AttackResult, Models, OnCheckpoint, as_models
 from robustgrid.core import RobustgridError, check_float
+from robustgrid.models.tasks import Task
 
 NORM_NAMES = {"linf": "Linf", "l2": "L2"}  # our budget norms as torchattacks spells its ``norm`` parameter
 

@@ -20,13 +20,12 @@ from robustgrid.attacks import ATTACKS
 from robustgrid.benchmark.executors import EXECUTORS, RaySettings
 from robustgrid.benchmark.plugins import load_plugins
 from robustgrid.benchmark.threats import default_threats, get_threat, threats_in_order
+from robustgrid.core import Registry, RobustgridError, check_bool, check_float, check_int, check_params, check_type
 from robustgrid.defenses import DEFENSES
 from robustgrid.models.data import DATASETS
 from robustgrid.models.device import PRECISIONS
 from robustgrid.models.target import TARGET_PREFIXES, TARGETS
 from robustgrid.models.tasks import TASKS
-
-from robustgrid.core import Registry, RobustgridError, check_bool, check_float, check_int, check_params, check_type
 
 SHARD_BATCHES = 4  # default shard: four batches (the unit of work, of resumption and of distribution)
 

@@ -6,6 +6,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
+
 from robustgrid.benchmark.records import CellRow
 from robustgrid.benchmark.store import Store
 from robustgrid.models.tasks import build_task

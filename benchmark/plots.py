@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
 from robustgrid.benchmark.curves import CurveKey, budget_curve, final_cells, iteration_curve, key_of  # noqa: E402
 from robustgrid.benchmark.records import CellRow  # noqa: E402
 from robustgrid.benchmark.threats import get_threat  # noqa: E402

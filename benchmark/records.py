@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
     import numpy as np
+
     from robustgrid.benchmark.store import Store
 
 SCHEMA_VERSION = 3  # PRAGMA user_version; 0: provenance JSON in every cell; 2: before shards were stored

@@ -13,12 +13,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import jinja2
+
 from robustgrid.benchmark.curves import envelopes
 from robustgrid.benchmark.leaderboard import VERSION_KEYS, AttackRow, Row, build_leaderboard, threat_order
 from robustgrid.benchmark.plots import budget_plot, iteration_plot, transfer_heatmap
 from robustgrid.benchmark.records import CELLS, CellRow, ProvenanceRow
 from robustgrid.benchmark.store import Store
-
 from robustgrid.core import RobustgridError
 
 TEMPLATES = Path(__file__).with_name("templates")

@@ -14,6 +14,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
 from robustgrid.attacks import ATTACKS, Attack, build_attack
 from robustgrid.benchmark.config import Config, Suite
 from robustgrid.benchmark.executors import (
@@ -31,16 +34,13 @@ from robustgrid.benchmark.records import CellRow, ProvenanceRow, UnitRow
 from robustgrid.benchmark.shards import ShardJob, ShardResult, plan_shards
 from robustgrid.benchmark.store import Store
 from robustgrid.benchmark.threats import get_threat
+from robustgrid.core import RobustgridError
 from robustgrid.defenses import Defended, Purifier, build_defense
 from robustgrid.models.data import ImageDataset, build_dataset
 from robustgrid.models.data.stream import StreamingDataset
 from robustgrid.models.device import Autocast, check_precision, resolve_device
 from robustgrid.models.target import Target, build_target, target_task
 from robustgrid.models.tasks import Task, build_task
-from torch import Tensor, nn
-from tqdm.auto import tqdm
-
-from robustgrid.core import RobustgridError
 
 
 @dataclass

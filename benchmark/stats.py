@@ -13,12 +13,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
 from robustgrid.benchmark.records import CellRow
 from robustgrid.benchmark.store import Store
 from robustgrid.benchmark.threats import get_threat, threats_in_order
-from robustgrid.models.tasks import build_task
-
 from robustgrid.core import RobustgridError
+from robustgrid.models.tasks import build_task
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+
 from robustgrid.benchmark.records import (
     CELLS,
     CLEAN,
@@ -36,7 +37,6 @@ from robustgrid.benchmark.records import (
     schema_sql,
 )
 from robustgrid.benchmark.shards import ShardJob, ShardResult
-
 from robustgrid.core import RobustgridError
 
 __all__ = ["CellRow", "Store", "pack", "unpack"]

@@ -11,10 +11,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from robustgrid.defenses import Defended, Purifier, bpda
 from torch import nn
 
 from robustgrid.core import Registry, RobustgridError, check_choice
+from robustgrid.defenses import Defended, Purifier, bpda
 
 if TYPE_CHECKING:
     from robustgrid.benchmark.config import Suite

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from robustgrid.defenses.base import Purifier
 from torch import Tensor
+
+from robustgrid.defenses.base import Purifier
 
 
 class _StraightThrough(torch.autograd.Function):

@@ -15,13 +15,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
+
+from robustgrid.core import check_float, check_int, check_params
 from robustgrid.defenses.bsn import BlindSpotNet
 from robustgrid.defenses.unlabeled import unlabeled_images
 from robustgrid.models.cache import WeightsRecord, load_or_train
 from robustgrid.models.data.base import fingerprint
-from torch import Tensor
-
-from robustgrid.core import check_float, check_int, check_params
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,14 @@ import functools
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
+from torch import Tensor
+
 from robustgrid.defenses.bsn import BlindSpotNet
 from robustgrid.defenses.bsn_training import BSNRecipe, bsn_trainer, recipe_key, weights_name
 from robustgrid.defenses.unlabeled import unlabeled_images
 from robustgrid.models.data import DATASETS
 from robustgrid.models.data.base import fingerprint
 from robustgrid.models.zoo import ZooEntry, register_zoo
-from torch import Tensor
 
 
 class ZooBSN(NamedTuple):

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from robustgrid.defenses.base import Purifier
 from torch import Tensor, nn
+
+from robustgrid.defenses.base import Purifier
 
 
 class Defended(nn.Module):

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from robustgrid.defenses.base import Purifier, register_defense
-from robustgrid.models.filters import depthwise_conv2d, gaussian_kernel
 from torch import Tensor
 
 from robustgrid.core import RobustgridError, check_float, check_int
+from robustgrid.defenses.base import Purifier, register_defense
+from robustgrid.models.filters import depthwise_conv2d, gaussian_kernel
 
 
 def smooth(x: Tensor, kernel: Tensor) -> Tensor:

@@ -13,15 +13,15 @@ import hashlib
 from typing import Any
 
 import torch
+from torch import Tensor, nn
+
+from robustgrid.core import RobustgridError, check_choice, check_float, check_int
 from robustgrid.defenses.base import Purifier, register_defense
 from robustgrid.defenses.bsn import BlindSpotNet
 from robustgrid.defenses.bsn_training import BSNRecipe, load_bsn
 from robustgrid.defenses.bsn_zoo import default_recipe
 from robustgrid.defenses.gaussian import smooth
 from robustgrid.models.filters import gaussian_kernel
-from torch import Tensor, nn
-
-from robustgrid.core import RobustgridError, check_choice, check_float, check_int
 
 MODES = ("bsn", "alternate", "mix")
 

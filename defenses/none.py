@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from robustgrid.defenses.base import Purifier, register_defense
 from torch import Tensor
+
+from robustgrid.defenses.base import Purifier, register_defense
 
 
 @register_defense("none")

@@ -11,11 +11,11 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from robustgrid.models.data import DATASETS, build_dataset
-from robustgrid.models.data.base import subset_indices
 from torch import Tensor
 
 from robustgrid.core import Registry, RobustgridError
+from robustgrid.models.data import DATASETS, build_dataset
+from robustgrid.models.data.base import subset_indices
 
 UNLABELED: Registry[Tensor] = Registry("unlabeled image set")
 

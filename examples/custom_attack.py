@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from robustgrid.attacks import GradientAttack, register_attack
 from torch import Tensor
 
+from robustgrid.attacks import GradientAttack, register_attack
 from robustgrid.core import check_float
 
 

@@ -4,9 +4,10 @@ a config names as ``python:custom_classifier:logit_ensemble`` (it returns an ``n
 from __future__ import annotations
 
 import torch
+from torch import Tensor, nn
+
 from robustgrid.models import Target, register_target
 from robustgrid.models.zoo import zoo_target
-from torch import Tensor, nn
 
 
 class LogitEnsemble(nn.Module):

@@ -7,10 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from robustgrid.defenses import Purifier, register_defense
 from torch import Tensor
 
 from robustgrid.core import check_int
+from robustgrid.defenses import Purifier, register_defense
 
 
 @register_defense("bitdepth")

@@ -1,10 +1,9 @@
 """Targets, tasks, datasets and the trained zoo; imports none of attacks, defenses, benchmark."""
 
+from robustgrid.core import RobustgridError
 from robustgrid.models import iqa_task, segmentation_task  # noqa: F401  (register the "iqa" and "segmentation" tasks)
 from robustgrid.models.target import TARGETS, Normalized, Target, register_target
 from robustgrid.models.tasks import TASKS, Task, build_task
-
-from robustgrid.core import RobustgridError
 
 __all__ = ["RobustgridError", "TARGETS", "Normalized", "Target", "register_target", "TASKS", "Task", "build_task"]
 

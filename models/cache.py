@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from robustgrid.models.checkpoints import file_sha256, load_weights, save_weights
 from torch import nn
 
 from robustgrid.core import RobustgridError
+from robustgrid.models.checkpoints import file_sha256, load_weights, save_weights
 
 COMMITTED = Path(__file__).resolve().parent / "weights"
 

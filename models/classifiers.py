@@ -15,6 +15,9 @@ from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor, nn
+
+from robustgrid.core import RobustgridError
 from robustgrid.models.cache import WeightsRecord
 from robustgrid.models.checkpoints import file_sha256, load_weights
 from robustgrid.models.data import ImageDataset, build_dataset, fingerprint
@@ -22,9 +25,6 @@ from robustgrid.models.data.fashion_mnist import CLASSES, MEAN, STD, load_fashio
 from robustgrid.models.target import Normalized, Target, build_target, register_target_prefix
 from robustgrid.models.training import fit
 from robustgrid.models.zoo import ZooEntry, register_zoo
-from torch import Tensor, nn
-
-from robustgrid.core import RobustgridError
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 

@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from robustgrid.models.checkpoints import file_sha256, load_weights
-from robustgrid.models.data import clive, iqa_patches, koniq  # noqa: F401  (the IQA datasets register on import)
-from robustgrid.models.iqa_task import QUALITY_RANGE, quality
-from robustgrid.models.target import Target, register_target, register_target_prefix
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
 from robustgrid.core import RobustgridError
+from robustgrid.models.checkpoints import file_sha256, load_weights
+from robustgrid.models.data import clive, iqa_patches, koniq  # noqa: F401  (the IQA datasets register on import)
+from robustgrid.models.iqa_task import QUALITY_RANGE, quality
+from robustgrid.models.target import Target, register_target, register_target_prefix
 
 
 class QualityScale(nn.Module):
@@ -282,6 +282,7 @@ def niqe_target(params: str | Path | None = None, input_shape: tuple[int, int, i
     Images need at least two 96 x 96 blocks; pyiqa's rounding inside NIQE is already differentiable.
     """
     import scipy.io
+
     from robustgrid.models.cache import robustgrid_home
 
     path = Path(params) if params is not None else default_niqe_params()

@@ -12,11 +12,11 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
-from robustgrid.models.tasks import TASKS, Task, check_images, check_metric_names
 from scipy import stats
 from torch import Tensor
 
 from robustgrid.core import RobustgridError
+from robustgrid.models.tasks import TASKS, Task, check_images, check_metric_names
 
 QUALITY_RANGE = (0.0, 100.0)  # the common output scale of every IQA target module
 R_FLOOR = 1e-3                # added to |p' - p| in R (quality points), so an unchanged score stays finite

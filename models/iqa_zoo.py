@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor, nn
+
 from robustgrid.models.cache import WeightsRecord
 from robustgrid.models.classifiers import IMAGENET_MEAN, IMAGENET_STD, create_timm
 from robustgrid.models.data import ImageDataset
@@ -23,7 +25,6 @@ from robustgrid.models.iqa_task import krocc, plcc, srocc
 from robustgrid.models.target import Normalized, Target
 from robustgrid.models.training import fit
 from robustgrid.models.zoo import ZooEntry, register_zoo
-from torch import Tensor, nn
 
 PATCH = PatchConfig().patch
 

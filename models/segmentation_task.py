@@ -11,10 +11,10 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from robustgrid.models.tasks import TASKS, Task, check_images, check_metric_names
 from torch import Tensor
 
 from robustgrid.core import RobustgridError
+from robustgrid.models.tasks import TASKS, Task, check_images, check_metric_names
 
 IGNORE = 255
 

@@ -18,6 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import Tensor, nn
+
+from robustgrid.core import RobustgridError
 from robustgrid.models.cache import WeightsRecord
 from robustgrid.models.checkpoints import file_sha256, load_state_dict, load_weights
 from robustgrid.models.data.scenes import GENERATOR_VERSION, IGNORE, NUM_CLASSES, SceneConfig, render_scenes
@@ -25,9 +28,6 @@ from robustgrid.models.segmentation_task import Segmentation
 from robustgrid.models.target import Normalized, Target, register_target_prefix
 from robustgrid.models.training import fit
 from robustgrid.models.zoo import ZooEntry, register_zoo
-from torch import Tensor, nn
-
-from robustgrid.core import RobustgridError
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 SCENES_MEAN, SCENES_STD = (0.425,) * 3, (0.215,) * 3  # pixel statistics of fmnist-scenes train images

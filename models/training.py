@@ -10,8 +10,9 @@ from collections.abc import Callable
 from typing import Protocol
 
 import torch
-from robustgrid.models.zoo import progress_bar
 from torch import Tensor, nn
+
+from robustgrid.models.zoo import progress_bar
 
 
 class TrainingRecipe(Protocol):

@@ -14,11 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from robustgrid.models.cache import COMMITTED, WeightsRecord, find_weights, load_or_train, train_and_store
-from robustgrid.models.target import TARGETS, Target
 from torch import nn
 
 from robustgrid.core import Registry, RobustgridError
+from robustgrid.models.cache import COMMITTED, WeightsRecord, find_weights, load_or_train, train_and_store
+from robustgrid.models.target import TARGETS, Target
 
 TrainFn = Callable[[bool], tuple[nn.Module, dict[str, float]]]  # progress -> (trained module, test metrics)
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from robustgrid.benchmark.cli import main
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
+from robustgrid.core import RobustgridError
 from robustgrid.models.data.registry import register_dataset
 from robustgrid.models.data.segpairs import pair_dataset
 from robustgrid.models.data.stream import StreamingDataset
-
-from robustgrid.core import RobustgridError
 
 NUM_CLASSES = 19
 SPLITS = ("train", "val", "test")

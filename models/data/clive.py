@@ -11,11 +11,11 @@ import os
 from pathlib import Path
 
 import numpy as np
+
+from robustgrid.core import RobustgridError
 from robustgrid.models.data.mos import parse_scores, read_score_csv, scored_dataset
 from robustgrid.models.data.registry import register_dataset
 from robustgrid.models.data.stream import StreamingDataset
-
-from robustgrid.core import RobustgridError
 
 NAMES_MAT, MOS_MAT, CSV = "Data/AllImages_release.mat", "Data/AllMOS_release.mat", "clive.csv"
 

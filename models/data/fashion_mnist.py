@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from robustgrid.core import RobustgridError
 from robustgrid.models.cache import robustgrid_home
 from robustgrid.models.data.base import ImageDataset, fingerprint, subset
 from robustgrid.models.data.registry import register_dataset
-
-from robustgrid.core import RobustgridError
 
 FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),

@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 import torch
+
+from robustgrid.core import RobustgridError
 from robustgrid.models.data.base import subset_indices
 from robustgrid.models.data.registry import register_dataset
 from robustgrid.models.data.stream import StreamingDataset, stream_fingerprint
-
-from robustgrid.core import RobustgridError
 
 EXTENSIONS = (".jpg", ".jpeg", ".png")
 

@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from robustgrid.models.cache import recipe_hash, robustgrid_home
-from robustgrid.models.data.base import ImageDataset, fingerprint, subset_indices
-from robustgrid.models.data.registry import register_dataset
 from torch import Tensor
 
 from robustgrid.core import RobustgridError
+from robustgrid.models.cache import recipe_hash, robustgrid_home
+from robustgrid.models.data.base import ImageDataset, fingerprint, subset_indices
+from robustgrid.models.data.registry import register_dataset
 
 GENERATOR_VERSION = 1  # bump when a change alters any patch or label (it keys the cache and the zoo)
 

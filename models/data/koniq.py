@@ -9,11 +9,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from robustgrid.core import RobustgridError
 from robustgrid.models.data.mos import read_score_csv, scored_dataset
 from robustgrid.models.data.registry import register_dataset
 from robustgrid.models.data.stream import StreamingDataset
-
-from robustgrid.core import RobustgridError
 
 SCORES = "koniq10k_scores_and_distributions.csv"
 RESOLUTIONS = ("1024x768", "512x384")

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from robustgrid.models.data.base import subset_indices
-from robustgrid.models.data.stream import StreamingDataset, stream_fingerprint
 
 from robustgrid.core import RobustgridError
+from robustgrid.models.data.base import subset_indices
+from robustgrid.models.data.stream import StreamingDataset, stream_fingerprint
 
 SPLITS = ("all", "train", "test")
 TRAIN_FRACTION = 0.8   # the usual IQA convention: a random 80/20 split of the images

@@ -9,9 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from robustgrid.models.data.base import ImageDataset
-
 from robustgrid.core import Registry
+from robustgrid.models.data.base import ImageDataset
 
 DATASETS: Registry[ImageDataset] = Registry("dataset")
 

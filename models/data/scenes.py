@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from robustgrid.core import RobustgridError
 from robustgrid.models.data.base import ImageDataset, fingerprint, subset_indices
 from robustgrid.models.data.fashion_mnist import CLASSES, load_fashion_mnist
 from robustgrid.models.data.registry import register_dataset
 from robustgrid.models.segmentation_task import IGNORE  # ambiguous garment-edge pixels: excluded from loss and metrics
-
-from robustgrid.core import RobustgridError
 
 GENERATOR_VERSION = 1            # bump when a change alters any scene (it keys the trained zoo)
 NUM_CLASSES = len(CLASSES) + 1   # background + the ten garments

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from robustgrid.models.data.base import subset_indices
-from robustgrid.models.data.stream import StreamingDataset, stream_fingerprint
 from torch import Tensor
 
 from robustgrid.core import RobustgridError
+from robustgrid.models.data.base import subset_indices
+from robustgrid.models.data.stream import StreamingDataset, stream_fingerprint
 
 
 def _open(path: Path, mode: str | None) -> object:

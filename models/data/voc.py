@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from robustgrid.core import RobustgridError
 from robustgrid.models.data.registry import register_dataset
 from robustgrid.models.data.segpairs import pair_dataset
 from robustgrid.models.data.stream import StreamingDataset
-
-from robustgrid.core import RobustgridError
 
 NUM_CLASSES = 21
 SPLITS = ("train", "val", "trainval")

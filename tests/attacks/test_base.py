@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from robustgrid.attacks import ATTACKS, Attack, GradientAttack, build_attack
-from robustgrid.attacks.pgd import PGD
 from torch import Tensor
 
+from robustgrid.attacks import ATTACKS, Attack, GradientAttack, build_attack
+from robustgrid.attacks.pgd import PGD
 from robustgrid.core import RobustgridError
 
 # what each attack's view really does: DI resizes and pads, SegTrans remaps blocks, SEGA adds noise when it

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torchattacks
+
 from robustgrid.attacks import build_attack
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from robustgrid.attacks import build_attack
 
+from robustgrid.attacks import build_attack
 from robustgrid.core import RobustgridError
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 import torchattacks
-from robustgrid.attacks import build_attack
 
+from robustgrid.attacks import build_attack
 from robustgrid.core import RobustgridError
 
 

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from robustgrid.benchmark import load_config, parse_config, run_grid
 
+from robustgrid.benchmark import load_config, parse_config, run_grid
 from robustgrid.core import RobustgridError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,6 +92,7 @@ def test_cli_unknown_list_kind_and_report_without_store(tmp_path):
 
 def test_adaptive_threat_refused_for_non_differentiable_purifier(small_config, tmp_path):
     import torch
+
     from robustgrid.defenses import DEFENSES, Purifier, register_defense
 
     if "test-quantize" not in DEFENSES:

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from robustgrid.benchmark import parse_config, run_grid
 from robustgrid.benchmark.cli import main
-from robustgrid.models.device import Autocast, available_devices, resolve_device
-
 from robustgrid.core import RobustgridError
+from robustgrid.models.device import Autocast, available_devices, resolve_device
 from tests.benchmark.conftest import SMALL_TOML
 
 GPU_TOLERANCE = 0.05  # accuracy on 48 images: a few flipped decisions between CPU and CUDA kernels

@@ -11,9 +11,9 @@ import tomllib
 from pathlib import Path
 
 import pytest
+
 from robustgrid.benchmark import parse_config, run_grid
 from robustgrid.benchmark.cli import main
-
 from robustgrid.core import RobustgridError
 from tests.benchmark.conftest import SMALL_TOML
 

@@ -6,6 +6,7 @@ import csv
 import sqlite3
 
 import numpy as np
+
 from robustgrid.benchmark import parse_config, run_grid
 from robustgrid.benchmark.curves import envelopes
 from robustgrid.benchmark.store import Store

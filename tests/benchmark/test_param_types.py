@@ -15,15 +15,15 @@ from typing import Any
 
 import pytest
 import torchattacks
+
 from robustgrid.attacks import ATTACKS, build_attack
 from robustgrid.benchmark import parse_config
 from robustgrid.benchmark.cli import main
 from robustgrid.benchmark.config import GRID_SET
+from robustgrid.core import RobustgridError, declared_params, describe_type, type_matches
 from robustgrid.defenses import DEFENSES
 from robustgrid.models.data import DATASETS
 from robustgrid.models.target import TARGET_PREFIXES, TARGETS
-
-from robustgrid.core import RobustgridError, declared_params, describe_type, type_matches
 from tests.benchmark.conftest import SMALL_TOML
 
 ROOT = Path(__file__).resolve().parents[2]

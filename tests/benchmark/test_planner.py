@@ -19,6 +19,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+
 from robustgrid.benchmark.config import Suite, load_config
 from robustgrid.benchmark.planner import plan_suite
 

@@ -12,9 +12,10 @@ import pytest
 import timm
 import torch
 from PIL import Image
+from safetensors.torch import save_file
+
 from robustgrid.benchmark import parse_config
 from robustgrid.benchmark.runner import prepare
-from safetensors.torch import save_file
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 REAL = ("imagenet", "voc", "cityscapes", "clive", "koniq")

@@ -8,6 +8,7 @@ import sqlite3
 
 import numpy as np
 import pytest
+
 from robustgrid.benchmark.records import CELLS, TABLES, CellRow, ProvenanceRow, schema_sql
 
 

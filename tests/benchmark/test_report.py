@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from robustgrid.benchmark.report import write_report
 from robustgrid.benchmark.store import Store
 

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from robustgrid.benchmark import parse_config, run_grid, runner
 
+from robustgrid.benchmark import parse_config, run_grid, runner
 from tests.benchmark.conftest import SMALL_TOML
 
 ROOT = Path(__file__).resolve().parents[2]

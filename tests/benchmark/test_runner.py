@@ -9,6 +9,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torchattacks
+from torch import Tensor
+
 from robustgrid.benchmark import parse_config
 from robustgrid.benchmark.cli import main
 from robustgrid.benchmark.config import AttackSpec
@@ -19,7 +21,6 @@ from robustgrid.defenses import Purifier, build_defense, register_defense
 from robustgrid.models.data import build_dataset
 from robustgrid.models.tasks import build_task
 from robustgrid.models.zoo import zoo_target
-from torch import Tensor
 
 TARGETS = ("fmnist-resnet", "fmnist-mobilenet")
 SIZE, BATCH = 64, 32

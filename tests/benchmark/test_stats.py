@@ -7,14 +7,14 @@ import math
 
 import numpy as np
 import pytest
+
 from robustgrid.benchmark import parse_config, run_grid
 from robustgrid.benchmark.cli import main
 from robustgrid.benchmark.stats import bootstrap, transfer_markdown, transfer_table
 from robustgrid.benchmark.store import Store
+from robustgrid.core import RobustgridError
 from robustgrid.models.iqa_task import IQA
 from robustgrid.models.segmentation_task import IGNORE, Segmentation, confusion_matrix, miou
-
-from robustgrid.core import RobustgridError
 
 
 def test_bootstrap_of_a_mean_matches_the_normal_theory_width():

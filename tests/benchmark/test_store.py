@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from robustgrid.benchmark.records import SCHEMA_VERSION, TABLES
 from robustgrid.benchmark.report import write_report
 from robustgrid.benchmark.store import Store, pack
-
 from robustgrid.core import RobustgridError
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,6 +7,8 @@ import dataclasses
 
 import pytest
 import torch
+from torch import nn
+
 from robustgrid.benchmark import parse_config
 from robustgrid.benchmark.cli import main
 from robustgrid.benchmark.config import AttackSpec
@@ -20,12 +22,10 @@ from robustgrid.benchmark.threats import (
     threats_by_rank,
     threats_in_order,
 )
+from robustgrid.core import RobustgridError
 from robustgrid.defenses import build_defense
 from robustgrid.defenses.base import Purifier
 from robustgrid.models.target import Target
-from torch import nn
-
-from robustgrid.core import RobustgridError
 
 NAMES = ("whitebox", "transfer", "blind", "bpda", "adaptive")
 

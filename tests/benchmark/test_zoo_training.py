@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
+
 from robustgrid.benchmark.zoo_training import train_zoo
 from robustgrid.models.target import TARGETS, Target
 from robustgrid.models.zoo import ZOO, ZooEntry, register_zoo, zoo_target
-from torch import nn
 
 
 def test_train_zoo_skips_fresh_committed_weights() -> None:

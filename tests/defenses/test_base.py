@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from robustgrid.defenses import BPDA, Defended, Purifier, bpda, build_defense, list_defenses
-from robustgrid.defenses.gaussian import GaussianSmoothing
 from torch import Tensor, nn
 
 from robustgrid.core import RobustgridError
+from robustgrid.defenses import BPDA, Defended, Purifier, bpda, build_defense, list_defenses
+from robustgrid.defenses.gaussian import GaussianSmoothing
 
 
 class Jitter(Purifier):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from robustgrid.defenses.bsn import BlindSpotNet
 
 H = W = 20

@@ -7,10 +7,12 @@ import subprocess
 import sys
 
 import pytest
-import robustgrid.defenses.bsn_training as training
 import torch
+
+import robustgrid.defenses.bsn_training as training
 from robustgrid.benchmark import zoo_training
 from robustgrid.benchmark.zoo_training import train_zoo
+from robustgrid.core import RobustgridError
 from robustgrid.defenses import bsn_zoo, register_unlabeled
 from robustgrid.defenses.bsn_zoo import BSN_ZOO, default_recipe, register_bsn
 from robustgrid.defenses.ncis import NCIS
@@ -18,8 +20,6 @@ from robustgrid.defenses.unlabeled import UNLABELED
 from robustgrid.models.cache import recipe_hash
 from robustgrid.models.target import TARGETS
 from robustgrid.models.zoo import ZOO, zoo_target
-
-from robustgrid.core import RobustgridError
 
 NAMES = [training.weights_name(dataset) for dataset in BSN_ZOO]
 

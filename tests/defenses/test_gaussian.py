@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from robustgrid.defenses import build_defense
 from robustgrid.defenses.gaussian import GaussianSmoothing
 from robustgrid.models.filters import gaussian_kernel
-
 from tests.defenses.finite_diff import check_gradient
 
 

@@ -7,6 +7,9 @@ import json
 
 import pytest
 import torch
+from torch import Tensor, nn
+
+from robustgrid.core import RobustgridError
 from robustgrid.defenses import build_defense
 from robustgrid.defenses.bsn import BlindSpotNet
 from robustgrid.defenses.bsn_zoo import BSN_ZOO
@@ -14,9 +17,6 @@ from robustgrid.defenses.gaussian import GaussianSmoothing, smooth
 from robustgrid.defenses.ncis import NCIS
 from robustgrid.models.cache import COMMITTED
 from robustgrid.models.filters import gaussian_kernel
-from torch import Tensor, nn
-
-from robustgrid.core import RobustgridError
 from tests.defenses.finite_diff import check_gradient
 
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
-from robustgrid.models.iqa_models import fetch_niqe_params, read_niqe_params
-from robustgrid.models.target import build_target
 
 from robustgrid.core import RobustgridError
+from robustgrid.models.iqa_models import fetch_niqe_params, read_niqe_params
+from robustgrid.models.target import build_target
 
 
 def _params(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -7,6 +7,7 @@ import hashlib
 import numpy as np
 import pytest
 import torch
+
 from robustgrid.models.data import build_dataset
 from robustgrid.models.data.iqa_patches import (
     DISTORTIONS,

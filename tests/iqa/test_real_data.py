@@ -7,14 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import robustgrid.models.iqa_models  # noqa: F401  (registers the IQA datasets)
 import torch
 from PIL import Image
-from robustgrid.models.data import build_dataset
-from robustgrid.models.data.mos import split_indices
 from scipy.io import savemat
 
+import robustgrid.models.iqa_models  # noqa: F401  (registers the IQA datasets)
 from robustgrid.core import RobustgridError
+from robustgrid.models.data import build_dataset
+from robustgrid.models.data.mos import split_indices
 
 RNG = np.random.default_rng(0)
 

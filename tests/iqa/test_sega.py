@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from robustgrid.attacks import build_attack
-from robustgrid.attacks.sega import SEGA, local_variance
 from torch import Tensor, nn
 
+from robustgrid.attacks import build_attack
+from robustgrid.attacks.sega import SEGA, local_variance
 from robustgrid.core import RobustgridError
 
 

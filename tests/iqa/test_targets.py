@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from robustgrid.models.iqa_models import parse_pyiqa_range, pyiqa_arch, pyiqa_target
-from robustgrid.models.target import build_target
 
 from robustgrid.core import RobustgridError
+from robustgrid.models.iqa_models import parse_pyiqa_range, pyiqa_arch, pyiqa_target
+from robustgrid.models.target import build_target
 
 
 @pytest.fixture(scope="module")

@@ -7,13 +7,13 @@ import math
 import numpy as np
 import pytest
 import torch
-from robustgrid.models.iqa_models import QualityScale, iqa_target
-from robustgrid.models.iqa_task import image_ssim, krocc, plcc, quantize8, robustness_r, srocc
-from robustgrid.models.tasks import build_task
 from scipy import stats
 from torch import nn
 
 from robustgrid.core import RobustgridError
+from robustgrid.models.iqa_models import QualityScale, iqa_target
+from robustgrid.models.iqa_task import image_ssim, krocc, plcc, quantize8, robustness_r, srocc
+from robustgrid.models.tasks import build_task
 
 CLEAN = np.array([80.0, 20.0, 55.0, 40.0, 90.0, 10.0])
 ADV = np.array([70.0, 30.0, 50.0, 45.0, 60.0, 12.0])

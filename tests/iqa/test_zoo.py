@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+
 from robustgrid.attacks import build_attack
 from robustgrid.models.cache import COMMITTED, recipe_hash
 from robustgrid.models.data import build_dataset

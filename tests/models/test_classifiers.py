@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 import timm
 import torch
-from robustgrid.models.cache import find_weights, load_or_train, train_and_store
-from robustgrid.models.checkpoints import file_sha256
-from robustgrid.models.classifiers import build_classifier_target, build_net, timm_target
 from safetensors.torch import save_file
 from timm.data import IMAGENET_DEFAULT_STD, resolve_data_config
 from torch import nn
 
 from robustgrid.core import RobustgridError
+from robustgrid.models.cache import find_weights, load_or_train, train_and_store
+from robustgrid.models.checkpoints import file_sha256
+from robustgrid.models.classifiers import build_classifier_target, build_net, timm_target
 
 SMALL = {
     "resnet10t": {"channels": (8, 16, 32, 64), "stem_width": 8},

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from robustgrid.models.data import build_dataset, list_datasets, subset, subset_indices
-from robustgrid.models.data import fashion_mnist as fm
 
 from robustgrid.core import RobustgridError
+from robustgrid.models.data import build_dataset, list_datasets, subset, subset_indices
+from robustgrid.models.data import fashion_mnist as fm
 
 # --- Fashion-MNIST -------------------------------------------------------------------------------
 

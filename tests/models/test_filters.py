@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+
 from robustgrid.attacks import build_attack
 from robustgrid.defenses import build_defense
 from robustgrid.defenses.bsn import BlindSpotNet

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from robustgrid.models.target import Target, build_target
 
 from robustgrid.core import RobustgridError
+from robustgrid.models.target import Target, build_target
 
 MODULE = '''
 import torch

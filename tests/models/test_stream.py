@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+
+from robustgrid.core import RobustgridError
 from robustgrid.models.data import build_dataset
 from robustgrid.models.data.imagefolder import load_image
 from robustgrid.models.data.stream import StreamingDataset
-
-from robustgrid.core import RobustgridError
 
 
 @pytest.fixture

@@ -6,14 +6,14 @@ import json
 
 import pytest
 import torch
+from torch import nn
+
+from robustgrid.core import RobustgridError
 from robustgrid.models.cache import COMMITTED, recipe_hash
 from robustgrid.models.classifiers import FMNIST_ZOO, accuracy
 from robustgrid.models.data import build_dataset
 from robustgrid.models.target import TARGETS, Target
 from robustgrid.models.zoo import ZOO, ZooEntry, register_zoo, stored_weights, train_entry, zoo_target
-from torch import nn
-
-from robustgrid.core import RobustgridError
 
 
 @pytest.fixture(scope="module")

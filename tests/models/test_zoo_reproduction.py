@@ -12,6 +12,7 @@ import json
 
 import pytest
 import torch
+
 from robustgrid.benchmark.zoo_training import train_zoo
 from robustgrid.models.cache import COMMITTED
 

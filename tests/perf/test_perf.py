@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 import torchattacks
+
 from robustgrid.attacks import build_attack
 
 pytestmark = pytest.mark.perf

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+
 from robustgrid.attacks import build_attack
 from robustgrid.attacks.di import resize_pad
 from robustgrid.attacks.ti import smooth, ti_kernel
-
 from robustgrid.core import RobustgridError
 
 SEG_ATTACKS = ["pgd", "mifgsm", "di", "ti", "segpgd", "segtrans"]

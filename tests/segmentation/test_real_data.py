@@ -6,14 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import robustgrid.models.data.voc  # noqa: F401  (registers voc2012)
 import torch
 from PIL import Image
+
+import robustgrid.models.data.voc  # noqa: F401  (registers voc2012)
+from robustgrid.core import RobustgridError
 from robustgrid.models.data import build_dataset
 from robustgrid.models.data.cityscapes import TRAIN_IDS
 from robustgrid.models.target import build_target
-
-from robustgrid.core import RobustgridError
 
 VOC_PALETTE = [v for i in range(256) for v in (i * 3 % 256, i * 7 % 256, i * 11 % 256)]
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
+from robustgrid.core import RobustgridError
 from robustgrid.models.data import build_dataset
 from robustgrid.models.data.fashion_mnist import load_fashion_mnist
 from robustgrid.models.data.scenes import IGNORE, NUM_CLASSES, SceneConfig, make_scenes, render_scene
-
-from robustgrid.core import RobustgridError
 
 CFG = SceneConfig()
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from robustgrid.attacks import build_attack
 from robustgrid.attacks.segtrans import block_permutation, remap, unremap
-
 from robustgrid.core import RobustgridError
 
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from robustgrid.models import build_task
-from robustgrid.models.segmentation_task import Segmentation, confusion_matrix, miou
 
 from robustgrid.core import RobustgridError
+from robustgrid.models import build_task
+from robustgrid.models.segmentation_task import Segmentation, confusion_matrix, miou
 
 
 def test_registered_with_its_metric_direction():

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+
 from robustgrid.attacks import build_attack
 from robustgrid.models.cache import COMMITTED
 from robustgrid.models.data.scenes import make_scenes
