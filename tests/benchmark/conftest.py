@@ -45,8 +45,8 @@ task = "classification"
 dataset = { name = "fashion-mnist", split = "test", size = 32 }
 targets = ["fmnist-resnet", "fmnist-mobilenet"]
 defenses = ["none", "gaussian"]
-threats = ["whitebox", "transfer", "blind"]
-budget = { norm = "linf", eps = [0.0, 0.1], checkpoints = [1, 2] }
+threats = ["whitebox", "transfer", "blind", "bpda", "adaptive"]
+budget = { norm = "linf", eps = [0.0, 0.002], checkpoints = [1, 2] }  # too small a budget: no-fall flags
 batch_size = 32
 
 [[suite.attacks]]
@@ -62,7 +62,8 @@ steps = 1
 
 @pytest.fixture(scope="session")
 def grid_store(tmp_path_factory) -> Path:
-    """A folder holding the store of a small grid (whitebox, transfer, blind behind a Gaussian purifier), no report."""
+    """A folder holding the store of a small grid (every threat, a Gaussian purifier, a budget too small to break
+    the models, so that the sanity flags have something to say), no report."""
     from robustgrid.benchmark import parse_config, run_grid
 
     out = tmp_path_factory.mktemp("grid")

@@ -141,8 +141,9 @@ def test_leaderboard_values_are_worst_case_envelopes_recomputed_from_outcomes(re
     finally:
         store.close()
     assert [int(r["rank"]) for r in rows] == list(range(1, len(rows) + 1))
-    ranked = [float(r["whitebox @0.1"]) if r["whitebox @0.1"] != "–" else None for r in rows]
-    assert ranked == sorted(ranked, key=lambda v: (v is None, -(v or 0)))  # whitebox ranks; unranked rows last
+    # the adaptive threat ranks (first in the registry's ranking order); rows without it (undefended) come last
+    ranked = [float(r["adaptive @0.002"]) if r["adaptive @0.002"] != "–" else None for r in rows]
+    assert ranked == sorted(ranked, key=lambda v: (v is None, -(v or 0))) and ranked[0] is not None
 
 
 def test_flags_are_shown_per_threat_as_in_summary_json(reported):
