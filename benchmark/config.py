@@ -85,7 +85,7 @@ class Suite:
     attacks: tuple[AttackSpec, ...]
     budget: Budget
     defenses: tuple[Spec, ...] = (Spec("none"),)
-    threats: tuple[str, ...] = ("whitebox",)
+    threats: tuple[str, ...] = field(default_factory=default_threats)
     sources: tuple[tuple[str, ...], ...] = ()
     batch_size: int = 256
     early_stop: bool = True
