@@ -1,6 +1,7 @@
-"""The real-scale configs: each parses (every parameter type-checked against its constructor) and names where it
-computes; imagenet.toml prepares on a generated ImageFolder with local random-weight checkpoints of its own
-architectures, nothing downloaded, its CNNs taking the 224 px crop their pretrained configs do not say."""
+"""The real-scale configs: each parses (every parameter type-checked against its constructor), names where it
+computes, and prepares on generated data in its dataset's real layout with local random-weight checkpoints of its
+own architectures (nothing downloaded); imagenet.toml's CNNs take the 224 px crop their pretrained configs do not
+say."""
 
 from __future__ import annotations
 
@@ -125,7 +126,6 @@ def scored_layout(root: Path, images: str, table: Path, header: str, n: int = 10
     table.write_text("\n".join(rows) + "\n")
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", ("voc", "cityscapes", "clive", "koniq"))
 def test_real_config_prepares_on_generated_data_with_random_weights(name: str, tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
