@@ -121,7 +121,8 @@ class TorchattacksAttack(Attack):
             return result
         model = _Counting(models[0], result)
         for k in sorted(set(checkpoints) | {self.steps}):
-            with torch.random.fork_rng(devices=[]):  # torchattacks draws from the global RNG
+            # torchattacks draws from the global generators: the CPU's, and the CUDA device's for a batch there
+            with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
                 torch.manual_seed(int(seed))
                 adv = self._build(model, eps, k, int(seed))(x, y).detach()
             if k in checkpoints:
