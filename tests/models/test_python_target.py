@@ -60,3 +60,18 @@ def test_bad_python_targets_are_one_line_errors(user_module: str, spec: str, par
     with pytest.raises(RobustgridError, match=message) as err:
         build_target(spec, **params)
     assert "\n" not in str(err.value)
+
+
+def test_a_python_target_that_returns_no_module_exits_2_through_the_cli(user_module: str, tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture) -> None:
+    from robustgrid.benchmark.cli import main
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[[suite]]\ntask = "classification"\ndataset = { name = "fashion-mnist", size = 8 }\n'
+                   f'targets = ["python:{user_module}:wrong"]\nbudget = {{ eps = [0.0] }}\n'
+                   '[[suite.attacks]]\nname = "pgd"\n')
+    assert main(["run", str(cfg), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"robustgrid: error: target 'python:{user_module}:wrong' returned a int, not an nn.Module or "
+                   "Target\n")
+    assert not (tmp_path / "out").exists()
