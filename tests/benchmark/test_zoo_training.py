@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import pytest
-import torch
-from torch import nn
 
 from robustgrid.benchmark.zoo_training import train_zoo
-from robustgrid.models.target import TARGETS, Target
-from robustgrid.models.zoo import ZOO, ZooEntry, register_zoo, zoo_target
+from robustgrid.models.zoo import ZOO, zoo_target
 
 
 def test_train_zoo_skips_fresh_committed_weights() -> None:
@@ -21,26 +18,8 @@ def test_the_whole_zoo_includes_the_blind_spot_networks_of_defenses() -> None:
 
 
 @pytest.fixture
-def toy_calls(tmp_path, monkeypatch) -> list[bool]:
-    """A toy zoo entry "toy" whose training records its calls, with committed folder and cache under tmp_path."""
-    monkeypatch.setattr(ZOO, "_entries", dict(ZOO._entries))
-    monkeypatch.setattr(TARGETS, "_entries", dict(TARGETS._entries))
-    monkeypatch.setattr("robustgrid.models.cache.COMMITTED", tmp_path / "committed")
-    monkeypatch.setattr("robustgrid.models.zoo.COMMITTED", tmp_path / "committed")
-    monkeypatch.setenv("ROBUSTGRID_HOME", str(tmp_path / "home"))
-    calls: list[bool] = []
-
-    def train(progress: bool) -> tuple[nn.Module, dict[str, float]]:
-        calls.append(progress)
-        torch.manual_seed(0)
-        return nn.Linear(4, 2), {"score": 0.5}
-
-    def to_target(module: nn.Module, rec) -> Target:
-        return Target("toy", "classification", module, (1, 2, 2), provenance={"source": rec.source})
-
-    register_zoo(ZooEntry("toy", "classification", "a toy", {"lr": 1.0}, lambda: "data-v1",
-                          lambda: nn.Linear(4, 2), train, to_target))
-    return calls
+def toy_calls(toy_zoo) -> list[bool]:
+    return toy_zoo
 
 
 def test_train_zoo_trains_missing_reuses_fresh_commits_and_forces(toy_calls, tmp_path) -> None:

@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
-from torch import nn
 
 from robustgrid.core import RobustgridError
 from robustgrid.models.cache import COMMITTED, recipe_hash
 from robustgrid.models.classifiers import FMNIST_ZOO, accuracy
 from robustgrid.models.data import build_dataset
-from robustgrid.models.target import TARGETS, Target
-from robustgrid.models.zoo import ZOO, ZooEntry, register_zoo, stored_weights, train_entry, zoo_target
+from robustgrid.models.target import TARGETS
+from robustgrid.models.zoo import ZOO, stored_weights, train_entry, zoo_target
 
 
 @pytest.fixture(scope="module")
@@ -47,25 +45,9 @@ def test_stored_weights_are_the_fresh_committed_ones() -> None:
     assert stored_weights(entry.name, {**entry.full_recipe(), "epochs": 99}) is None  # another recipe: stale
 
 
-def test_per_entry_training_and_caching_with_a_toy_entry(tmp_path, monkeypatch) -> None:
+def test_per_entry_training_and_caching_with_a_toy_entry(tmp_path, toy_zoo) -> None:
     """Missing weights refuse to load, ``train_entry`` stores them in the cache, ``commit`` promotes them."""
-    monkeypatch.setattr(ZOO, "_entries", dict(ZOO._entries))
-    monkeypatch.setattr(TARGETS, "_entries", dict(TARGETS._entries))
-    monkeypatch.setattr("robustgrid.models.cache.COMMITTED", tmp_path / "committed")
-    monkeypatch.setattr("robustgrid.models.zoo.COMMITTED", tmp_path / "committed")
-    monkeypatch.setenv("ROBUSTGRID_HOME", str(tmp_path / "home"))
-    calls = []
-
-    def train(progress: bool) -> tuple[nn.Module, dict[str, float]]:
-        calls.append(progress)
-        torch.manual_seed(0)
-        return nn.Linear(4, 2), {"score": 0.5}
-
-    def to_target(module: nn.Module, rec) -> Target:
-        return Target("toy", "classification", module, (1, 2, 2), provenance={"source": rec.source})
-
-    entry = register_zoo(ZooEntry("toy", "classification", "a toy", {"lr": 1.0}, lambda: "data-v1",
-                                  lambda: nn.Linear(4, 2), train, to_target))
+    calls, entry = toy_zoo, ZOO.build("toy")
     recipe = entry.full_recipe()
     with pytest.raises(RobustgridError, match="run 'robustgrid zoo train toy'"):
         zoo_target("toy", allow_train=False)
