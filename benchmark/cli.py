@@ -1,4 +1,4 @@
-"""``robustgrid`` command line: run, list, zoo train, report. Exit 0 ok, 2 user error, 1 bug."""
+"""``robustgrid`` command line: run, list, zoo train, report, stats, compare. Exit 0 ok, 2 user error, 1 bug."""
 
 from __future__ import annotations
 
@@ -75,6 +75,21 @@ def _stats(args: argparse.Namespace) -> str:
     return transfer_markdown(rows, metrics, args.baseline, args.extra)
 
 
+def _compare(args: argparse.Namespace) -> str:
+    from robustgrid.benchmark.stats import compare_markdown, compare_stores
+    from robustgrid.benchmark.store import Store
+
+    a = Store(Path(args.a) / "cells.sqlite", readonly=True)
+    try:
+        b = Store(Path(args.b) / "cells.sqlite", readonly=True)
+        try:
+            return compare_markdown(compare_stores(a, b, args.resamples, args.seed))
+        finally:
+            b.close()
+    finally:
+        a.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _Parser(prog="robustgrid", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -113,6 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("--resamples", type=int, default=1000)
     st.add_argument("--seed", type=int, default=0)
     st.add_argument("--level", type=float, default=0.95)
+    cmp = sub.add_parser("compare", help="cells whose value differs between two stores, with paired 95%% intervals")
+    cmp.add_argument("a", help="folder holding store A (cells.sqlite)")
+    cmp.add_argument("b", help="folder holding store B")
+    cmp.add_argument("--resamples", type=int, default=1000)
+    cmp.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     try:
         threads = os.environ.get("ROBUSTGRID_THREADS")
@@ -154,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise RobustgridError(f"cannot write the NIQE parameters: {exc}") from None
         elif args.cmd == "stats":
             print(_stats(args), end="")
+        elif args.cmd == "compare":
+            print(_compare(args), end="")
     except RobustgridError as exc:
         print(f"robustgrid: error: {exc}", file=sys.stderr)
         return 2

@@ -155,6 +155,14 @@ def _worst(values: list[float]) -> float | None:
     return min(values) if values else None
 
 
+def worst_case(final: Sequence[CellRow], env: Mapping[str, float], threat: str, eps: float, target: str,
+               defense: str) -> float | None:
+    """A leaderboard value: the worst case over attacks (and sources) of the final cells at one point, each cell's
+    budget envelope where it has one (success-type tasks); None where nothing was evaluated."""
+    return _worst([env.get(c.key, c.value) for c in final if c.threat == threat and c.eps == eps
+                   and c.target == target and c.defense == defense])
+
+
 def _suite_board(suite: str, sel: list[CellRow], cost: Cost, env: Mapping[str, float],
                  clean: Mapping[tuple[str, str, str], float], flags: Mapping[tuple[str, str, str, str], list[str]],
                  plots: Sequence[str]) -> SuiteBoard:
@@ -168,9 +176,7 @@ def _suite_board(suite: str, sel: list[CellRow], cost: Cost, env: Mapping[str, f
     columns = tuple(Column(th, e) for th in threats for e in show_eps)
     rows = []
     for target, defense in sorted({(c.target, c.defense) for c in sel}):
-        values = tuple(_worst([env.get(c.key, c.value) for c in sel if c.threat == col.threat
-                                          and c.eps == col.eps and c.target == target and c.defense == defense])
-                       for col in columns)
+        values = tuple(worst_case(sel, env, col.threat, col.eps, target, defense) for col in columns)
         raised = tuple(ThreatFlags(th, tuple(flags[suite, target, defense, th])) for th in threats
                        if flags.get((suite, target, defense, th)))
         rows.append(Row(0, target, defense, clean.get((suite, target, defense)), values, raised))
@@ -208,15 +214,21 @@ def _provenance_lines(cells: list[CellRow], prov: Mapping[str, ProvenanceRow]) -
     return tuple(ProvenanceLine(tuple(sorted(suites)), *key) for key, suites in sorted(groups.items()))
 
 
+def clean_values(final: Sequence[CellRow]) -> dict[tuple[str, str, str], float]:
+    """The clean metric of each (suite, target, defense): its zero-budget final cells' value."""
+    clean: dict[tuple[str, str, str], float] = {}
+    for c in final:
+        if c.eps == 0:
+            clean[c.suite, c.target, c.defense] = c.value
+    return clean
+
+
 def build_leaderboard(store: Store, cells: list[CellRow], env: Mapping[str, float],
                       prov: Mapping[str, ProvenanceRow], plots: Mapping[str, Sequence[str]],
                       resamples: int = 1000) -> Leaderboard:
     """The leaderboard of ``cells`` (all of the store's), with envelopes ``env`` and the plot files per suite."""
     final = final_cells(cells)
-    clean: dict[tuple[str, str, str], float] = {}
-    for c in final:
-        if c.eps == 0:
-            clean[c.suite, c.target, c.defense] = c.value
+    clean = clean_values(final)
     flags = sanity_flags(cells, clean)
     spent: dict[str, int] = {}
     for u in store.units():

@@ -1,4 +1,5 @@
-"""Rebuild every artefact of a run from its store alone: CSV, plots, leaderboard (Markdown + HTML), summary.
+"""Rebuild every artefact of a run from its store alone: CSV, plots, leaderboard (Markdown + HTML), summary, and
+one RobustBench-style JSON file per target.
 
 The store is opened read-only and nothing is written back, so a report is a pure function of the store:
 reporting an unchanged store twice gives byte-identical files.
@@ -14,12 +15,21 @@ from pathlib import Path
 
 import jinja2
 
-from robustgrid.benchmark.curves import envelopes
-from robustgrid.benchmark.leaderboard import VERSION_KEYS, AttackRow, Row, build_leaderboard, threat_order
+from robustgrid.benchmark.curves import envelopes, final_cells
+from robustgrid.benchmark.leaderboard import (
+    VERSION_KEYS,
+    AttackRow,
+    Row,
+    build_leaderboard,
+    clean_values,
+    threat_order,
+    worst_case,
+)
 from robustgrid.benchmark.plots import budget_plot, iteration_plot, transfer_heatmap
 from robustgrid.benchmark.records import CELLS, CellRow, ProvenanceRow
 from robustgrid.benchmark.store import Store
 from robustgrid.core import RobustgridError
+from robustgrid.models.tasks import build_task
 
 TEMPLATES = Path(__file__).with_name("templates")
 
@@ -85,8 +95,67 @@ def write_plots(cells: list[CellRow], env: dict[str, float], out: Path) -> dict[
     return plots
 
 
+def _number(v: float | None) -> float | None:
+    """A value for JSON: NaN (not evaluated or undefined) becomes null."""
+    return None if v is None or v != v else v
+
+
+def _suite_export(suite: str, target: str, final: list[CellRow], env: Mapping[str, float],
+                  clean: Mapping[tuple[str, str, str], float], prov: Mapping[str, ProvenanceRow]) -> dict:
+    """One suite's entry of a target's JSON: what was measured, clean and worst-case robust values, provenance."""
+    sel = [c for c in final if c.suite == suite]
+    mine = [c for c in sel if c.target == target]
+    task = build_task(sel[0].task)
+    defenses = sorted({c.defense for c in mine})
+    budgets = sorted({c.eps for c in sel if c.eps > 0})
+    threats = [t for t in threat_order().columns if any(c.threat == t for c in mine)]
+    robust = {d: {th: {f"{e:g}": _number(worst_case(sel, env, th, e, target, d)) for e in budgets}
+                  for th in threats if any(c.threat == th and c.defense == d for c in mine)} for d in defenses}
+    provenance = []
+    for pid in sorted({c.provenance for c in mine}):
+        info = prov[pid].data()
+        provenance.append({"id": pid, "seed": info.get("seed"), "config_sha256": info.get("config_sha256"),
+                           "versions": info.get("versions", {}),
+                           "weights_hash": info.get("targets", {}).get(target, {}).get("weights_hash")})
+    return {"task": task.name, "dataset": sel[0].dataset, "n": sel[0].n, "norm": sel[0].norm,
+            "metric": sel[0].metric, "higher_is_more_robust": True, "envelope": task.success_type,
+            "clean": {d: _number(clean.get((suite, target, d))) for d in defenses}, "robust": robust,
+            "provenance": provenance}
+
+
+def target_exports(cells: list[CellRow], env: Mapping[str, float],
+                   prov: Mapping[str, ProvenanceRow]) -> dict[str, dict]:
+    """Per target, its results as data: one entry per suite it appears in, with the leaderboard's numbers."""
+    final = final_cells(cells)
+    clean = clean_values(final)
+    out = {}
+    for target in sorted({c.target for c in cells}):
+        suites = sorted({c.suite for c in final if c.target == target})
+        out[target] = {"target": target,
+                       "suites": {s: _suite_export(s, target, final, env, clean, prov) for s in suites}}
+    return out
+
+
+def write_target_exports(exports: Mapping[str, dict], folder: Path) -> list[Path]:
+    """``folder/<slug>.json`` per target, with sorted keys so that reports of one store are byte-identical."""
+    slugs: dict[str, str] = {}
+    for target in exports:
+        slug = _slug(target)
+        if slug in slugs:  # two names that slug alike would overwrite each other's file
+            raise RobustgridError(f"targets {slugs[slug]!r} and {target!r} both export to targets/{slug}.json")
+        slugs[slug] = target
+    folder.mkdir(exist_ok=True)
+    paths = []
+    for slug, target in sorted(slugs.items()):
+        path = folder / f"{slug}.json"
+        path.write_text(json.dumps(exports[target], indent=2, sort_keys=True, allow_nan=False) + "\n",
+                        encoding="utf-8")
+        paths.append(path)
+    return paths
+
+
 def write_report(out: str | Path) -> list[Path]:
-    """Write cells.csv, leaderboard.md, index.html, summary.json and PNG plots into ``out`` from its store."""
+    """Write cells.csv, leaderboard.md, index.html, summary.json, PNG plots and targets/*.json into ``out``."""
     out = Path(out)
     db = out / "cells.sqlite"
     if not db.is_file():
@@ -101,11 +170,13 @@ def write_report(out: str | Path) -> list[Path]:
         write_csv(cells, env, prov, out / "cells.csv")
         plots = write_plots(cells, env, out)
         board = build_leaderboard(store, cells, env, prov, plots)
+        exports = target_exports(cells, env, prov)
     finally:
         store.close()
     pages = _templates()
     for name, template in (("leaderboard.md", "leaderboard.md.j2"), ("index.html", "index.html.j2")):
         (out / name).write_text(pages.get_template(template).render(board=board), encoding="utf-8")
     (out / "summary.json").write_text(json.dumps(board.summary(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    targets = write_target_exports(exports, out / "targets")
     written = ["cells.csv", "leaderboard.md", "index.html", "summary.json"]
-    return [out / n for n in written] + [out / p for ps in plots.values() for p in ps]
+    return [out / n for n in written] + [out / p for ps in plots.values() for p in ps] + targets

@@ -242,3 +242,80 @@ def transfer_sections(store: Store, cells: list[CellRow], resamples: int = 1000,
                                   resamples=resamples, seed=seed, cells=cells)
             parts.append(TransferSection(suite, threat, eps, *transfer_cells(rows, task.transfer_metrics, baseline)))
     return tuple(parts)
+
+
+@dataclass(frozen=True)
+class CellDifference:
+    """A grid point whose primary value differs between two stores; ``interval`` is of (A - B), None when
+    the two cells were evaluated on different samples."""
+
+    cell: CellRow  # store A's cell
+    a: float
+    b: float
+    interval: Interval | None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Two stores cell by cell: the matched cells whose values differ, and how many cells only one holds."""
+
+    differences: tuple[CellDifference, ...]
+    only_a: int
+    only_b: int
+    resamples: int
+
+
+def grid_point(c: CellRow) -> tuple:
+    """What identifies a cell across stores: its grid coordinates (the content key also hashes seed and weights)."""
+    return c.suite, c.task, c.attack, c.sources, c.threat, c.norm, c.eps, c.steps, c.target, c.defense, c.metric
+
+
+def _same(a: float, b: float) -> bool:
+    return a == b or (a != a and b != b)
+
+
+def _paired_difference(a: Store, ca: CellRow, b: Store, cb: CellRow, resamples: int, seed: int,
+                       level: float) -> Interval:
+    """Bootstrap of (A - B) in the primary metric, both cells resampled with the same sample indices."""
+    task = build_task(ca.task)
+    values = [task.resampler(c.outcome(s), s.labels(c.suite, c.dataset), s.clean_for(c), names=[c.metric])
+              for s, c in ((a, ca), (b, cb))]
+    n = len(a.labels(ca.suite, ca.dataset))
+    idx = np.concatenate([np.arange(n)[None], resample_indices(n, resamples, seed)])  # row 0: all samples
+    delta = np.array([values[0](i)[ca.metric] - values[1](i)[ca.metric] for i in idx], dtype=np.float64)
+    return percentile_interval(delta[0], delta[1:], level)
+
+
+def compare_stores(a: Store, b: Store, resamples: int = 1000, seed: int = 0, level: float = 0.95) -> Comparison:
+    """Match the cells of two stores by grid point; paired bootstrap intervals of each differing value."""
+    if resamples < 1:
+        raise RobustgridError(f"resamples must be >= 1, got {resamples}")
+    cells_a = {grid_point(c): c for c in a.cells()}
+    cells_b = {grid_point(c): c for c in b.cells()}
+    diffs = []
+    for point in sorted(cells_a.keys() & cells_b.keys()):
+        ca, cb = cells_a[point], cells_b[point]
+        if _same(ca.value, cb.value):
+            continue
+        paired = ca.dataset == cb.dataset
+        interval = _paired_difference(a, ca, b, cb, resamples, seed, level) if paired else None
+        diffs.append(CellDifference(ca, ca.value, cb.value, interval))
+    return Comparison(tuple(diffs), len(cells_a.keys() - cells_b.keys()), len(cells_b.keys() - cells_a.keys()),
+                      resamples)
+
+
+def compare_markdown(cmp: Comparison) -> str:
+    """The differing cells as a Markdown table (``*``: the interval of A - B excludes 0) and the unmatched counts."""
+    level = next((d.interval.level for d in cmp.differences if d.interval), 0.95)
+    head = ["suite", "attack", "sources", "threat", "eps", "steps", "target", "defense", "metric", "A", "B",
+            f"A - B [{100 * level:g}% CI]"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] if cmp.differences else []
+    for d in cmp.differences:
+        c = d.cell
+        diff = f"{d.a - d.b:+.3f} (different samples)" if d.interval is None else _signed(d.interval)
+        row = [c.suite, c.attack, "+".join(c.sources), c.threat, f"{c.eps:g}", str(c.steps), c.target, c.defense,
+               c.metric, f"{d.a:.3f}", f"{d.b:.3f}", diff]
+        lines.append("| " + " | ".join(row) + " |")
+    lines += [""] * bool(lines) + [f"{len(cmp.differences)} matched cells differ; {cmp.only_a} cells only in A, "
+                                   f"{cmp.only_b} only in B ({cmp.resamples} resamples)"]
+    return "\n".join(lines) + "\n"

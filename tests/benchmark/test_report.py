@@ -26,7 +26,9 @@ def reported(grid_store, tmp_path_factory) -> Path:
 
 
 def digests(folder: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+    """Every file under ``folder`` (targets/ included) by relative path."""
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def test_two_reports_of_an_unchanged_store_are_byte_identical_and_leave_it_untouched(reported):
@@ -35,8 +37,9 @@ def test_two_reports_of_an_unchanged_store_are_byte_identical_and_leave_it_untou
     written = write_report(reported)
     assert digests(reported) == before  # every artefact, PNGs included, and no journal or WAL file appears
     assert store.stat().st_mtime_ns == mtime
-    names = {p.name for p in written}
+    names = {p.relative_to(reported).as_posix() for p in written}
     assert {"leaderboard.md", "index.html", "cells.csv", "summary.json"} <= names
+    assert {"targets/fmnist-resnet.json", "targets/fmnist-mobilenet.json"} <= names
     assert names | {"cells.sqlite"} == set(before)
     assert any(n.endswith(".png") for n in names)
 
@@ -158,3 +161,41 @@ def test_flags_are_shown_per_threat_as_in_summary_json(reported):
             shown[f"tiny|{row['target']}|{row['defense']}|{threat}"] = names.split(", ")
     assert shown == flags and shown
     assert any(row["flags"].count(": ") > 1 for row in rows)  # this grid flags two threats of one row
+
+
+def test_target_json_holds_the_leaderboard_numbers_and_the_suite_provenance(reported):
+    from robustgrid.benchmark.curves import envelopes
+    from robustgrid.benchmark.leaderboard import build_leaderboard
+
+    store = Store(reported / "cells.sqlite", readonly=True)
+    try:
+        cells = store.cells()
+        prov = store.provenance()
+        board = build_leaderboard(store, cells, envelopes(store, cells), prov, {}, resamples=10)
+    finally:
+        store.close()
+    (suite,) = board.suites
+    budgets = sorted({f"{c.eps:g}" for c in cells if c.eps > 0})
+    checked = 0
+    for row in suite.rows:
+        entry = json.loads((reported / "targets" / f"{row.target}.json").read_text())["suites"]["tiny"]
+        assert entry["clean"][row.defense] == row.clean
+        for col, value in zip(suite.columns, row.values, strict=True):
+            robust = entry["robust"][row.defense]
+            if value is None:
+                assert col.threat not in robust or robust[col.threat][f"{col.eps:g}"] is None
+            else:
+                assert robust[col.threat][f"{col.eps:g}"] == value
+                checked += 1
+        assert all(sorted(per_eps) == budgets for per_eps in entry["robust"][row.defense].values())
+    assert checked > 0
+    entry = json.loads((reported / "targets" / "fmnist-resnet.json").read_text())
+    assert entry["target"] == "fmnist-resnet" and list(entry["suites"]) == ["tiny"]
+    tiny = entry["suites"]["tiny"]
+    assert (tiny["task"], tiny["n"], tiny["norm"], tiny["metric"], tiny["envelope"]) == \
+        ("classification", 32, "linf", "accuracy", True)
+    assert tiny["dataset"] == cells[0].dataset and tiny["higher_is_more_robust"] is True
+    (p,) = tiny["provenance"]
+    info = prov[p["id"]].data()
+    assert (p["seed"], p["config_sha256"], p["versions"]) == (0, info["config_sha256"], info["versions"])
+    assert p["weights_hash"] == info["targets"]["fmnist-resnet"]["weights_hash"] and len(p["weights_hash"]) == 16

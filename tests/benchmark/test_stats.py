@@ -163,3 +163,74 @@ def test_report_shows_the_transfer_table_against_pgd(transfer_store):
     assert "### tiny: transfer at eps = 0.1" in section
     assert "| accuracy - pgd [95% CI] | attack_success_rate - pgd [95% CI] |" in section
     assert "\n| fgsm | 2 | 40 |" in section and "\n| pgd | 2 | 40 |" in section
+
+
+def seeded(seed: int, extra_attacks: list[dict] = ()) -> dict:
+    """TRANSFER with a randomly started PGD (so the seed changes its numbers) and a deterministic FGSM."""
+    suite = {**TRANSFER["suite"][0], "threats": ["whitebox", "transfer"],
+             "attacks": [{"name": "pgd", "steps": 1, "rel_step_size": 0.25, "random_start": True},
+                         {"name": "fgsm", "steps": 1}, *extra_attacks]}
+    return {"seed": seed, "suite": [suite]}
+
+
+@pytest.fixture(scope="module")
+def two_stores(tmp_path_factory):
+    """The same grid run with seeds 0 and 1; B also runs a one-step I-FGSM that A lacks."""
+    a, b = tmp_path_factory.mktemp("seed0"), tmp_path_factory.mktemp("seed1")
+    run_grid(parse_config(seeded(0)), a, progress=False, report=False)
+    run_grid(parse_config(seeded(1, [{"name": "ifgsm", "steps": 1}])), b, progress=False, report=False)
+    return a, b
+
+
+def test_compare_lists_the_seed_dependent_cells_with_paired_intervals(two_stores, capsys):
+    from robustgrid.benchmark.stats import compare_markdown, compare_stores
+
+    a, b = (Store(p / "cells.sqlite", readonly=True) for p in two_stores)
+    try:
+        cmp = compare_stores(a, b, resamples=200, seed=0)
+        cells_b = b.cells()
+    finally:
+        a.close()
+        b.close()
+    assert cmp.differences  # a random start at another seed moves some PGD cell
+    assert {d.cell.attack for d in cmp.differences} == {"pgd"}  # FGSM is deterministic: never listed
+    value_b = {(c.attack, c.threat, c.sources, c.target, c.steps): c.value for c in cells_b}
+    for d in cmp.differences:
+        c = d.cell
+        assert d.a == c.value and d.b == value_b[c.attack, c.threat, c.sources, c.target, c.steps] != d.a
+        iv = d.interval  # same dataset fingerprint: paired; its point estimate is recomputed from the outcomes
+        assert iv.estimate == pytest.approx(d.a - d.b) and iv.low <= iv.estimate <= iv.high and iv.resamples == 200
+    assert cmp.only_a == 0 and cmp.only_b == len([c for c in cells_b if c.attack == "ifgsm"]) > 0
+    md = compare_markdown(cmp)
+    rows = [line for line in md.splitlines() if line.startswith("| tiny |")]
+    assert len(rows) == len(cmp.differences)
+    assert [r.endswith(" *|") or r.endswith(" * |") for r in rows] == [d.interval.excludes(0) for d in cmp.differences]
+    assert md.endswith(f"{len(rows)} matched cells differ; 0 cells only in A, {cmp.only_b} only in B "
+                       "(200 resamples)\n")
+    assert main(["compare", *map(str, two_stores), "--resamples", "200"]) == 0
+    assert capsys.readouterr().out == md
+
+
+def test_a_store_compared_with_itself_has_no_differences(two_stores, capsys):
+    a = str(two_stores[0])
+    assert main(["compare", a, a, "--resamples", "20"]) == 0
+    assert capsys.readouterr().out == "0 matched cells differ; 0 cells only in A, 0 only in B (20 resamples)\n"
+
+
+def test_compare_refuses_a_folder_without_a_store_or_of_another_schema(two_stores, tmp_path, capsys):
+    import sqlite3
+
+    from robustgrid.benchmark.records import SCHEMA_VERSION
+
+    assert main(["compare", str(two_stores[0]), str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"robustgrid: error: no results store at {tmp_path / 'cells.sqlite'}\n"
+    db = sqlite3.connect(tmp_path / "cells.sqlite")
+    db.execute("CREATE TABLE cells (key TEXT)")
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    assert main(["compare", str(tmp_path), str(two_stores[0])]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"has schema version {SCHEMA_VERSION + 1}, this robustgrid reads" in err
+    assert main(["compare", str(two_stores[0]), str(two_stores[0]), "--resamples", "0"]) == 2
+    assert capsys.readouterr().err == "robustgrid: error: resamples must be >= 1, got 0\n"
