@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 
 from robustgrid.attacks import ATTACKS
 from robustgrid.benchmark.executors import EXECUTORS, RaySettings
-from robustgrid.benchmark.plugins import load_plugins
+from robustgrid.benchmark.plugins import config_folder, load_plugins
 from robustgrid.benchmark.threats import default_threats, get_threat, threats_in_order
 from robustgrid.core import Registry, RobustgridError, check_bool, check_float, check_int, check_params, check_type
 from robustgrid.defenses import DEFENSES
@@ -328,7 +328,7 @@ def parse_config(data: dict[str, Any], source: str = "<dict>", raw: str = "",
     if not isinstance(listed, list):
         _fail(where, f"plugins must be a list of module names or .py files, got {listed!r}")
     plugins = (*listed, *plugins)
-    load_plugins(plugins, Path(source).parent if source != "<dict>" else None)
+    load_plugins(plugins, config_folder(source))
     device = data.get("device", "auto")
     if not isinstance(device, str):
         _fail(where, f"device must be auto, cpu, cuda or cuda:N, got {device!r}")

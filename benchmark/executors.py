@@ -7,7 +7,6 @@ alone writes them into the store, so the SQLite file has one writer however many
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -122,4 +121,3 @@ class RayExecutor:
             self.ray.kill(w)
         if self._started:
             self.ray.shutdown()
-            time.sleep(0)  # let Ray's shutdown hooks run before the interpreter goes on

@@ -38,6 +38,11 @@ def load_plugin(name: str, base: Path | None = None) -> ModuleType:
         raise RobustgridError(f"plugin {name!r} failed to import: {type(exc).__name__}: {exc}") from None
 
 
+def config_folder(source: str) -> Path | None:
+    """The folder file plugins of a config are found in: the config file's own (None for a config given as a dict)."""
+    return None if source == "<dict>" else Path(source).parent
+
+
 def load_plugins(names: Iterable[object], base: Path | None = None) -> list[ModuleType]:
     """Import every plugin in order; a name that is not a string is a one-line error."""
     modules = []

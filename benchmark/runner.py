@@ -23,12 +23,11 @@ from robustgrid.benchmark.executors import (
     EXECUTORS,
     LocalExecutor,
     RayExecutor,
-    RaySettings,
     check_reachable,
     import_ray,
 )
 from robustgrid.benchmark.planner import Unit, naive_grad_evals, plan_suite
-from robustgrid.benchmark.plugins import load_plugins
+from robustgrid.benchmark.plugins import config_folder, load_plugins
 from robustgrid.benchmark.provenance import compute_provenance, describe, module_hash
 from robustgrid.benchmark.records import CellRow, ProvenanceRow, UnitRow
 from robustgrid.benchmark.shards import ShardJob, ShardResult, plan_shards
@@ -277,12 +276,11 @@ class RunSummary:
     seconds: float
 
 
-def make_executor(config: Config, prepared: list[Prepared], units: dict[str, Unit], executor: str,
-                  ray: RaySettings) -> LocalExecutor | RayExecutor:
+def make_executor(config: Config, prepared: list[Prepared], units: dict[str, Unit]) -> LocalExecutor | RayExecutor:
     """The executor a run asked for: ``local`` runs shards with the driver's suites, ``ray`` on Ray actors that
     prepare the suites themselves (models loaded once per worker)."""
-    if executor == "ray":
-        return RayExecutor(ray, lambda: ShardWorker, (config,))
+    if config.executor == "ray":
+        return RayExecutor(config.ray, lambda: ShardWorker, (config,))
     return LocalExecutor(lambda job: run_shard(prepared[job.suite], units[job.unit], job))
 
 
@@ -291,7 +289,7 @@ class ShardWorker:
 
     def __init__(self, config: Config) -> None:
         torch.set_num_threads(max(1, int(os.environ.get("ROBUSTGRID_THREADS", "1"))))
-        load_plugins(config.plugins, Path(config.source).parent if config.source != "<dict>" else None)
+        load_plugins(config.plugins, config_folder(config.source))
         self.prepared = [prepare(s, config.seed, config.raw, config.device, config.precision) for s in config.suites]
         self.units = {u.key: u for p in self.prepared for u in p.units}
 
@@ -368,7 +366,7 @@ def run_grid(config: Config, out: str | Path, *, progress: bool = True, report: 
                     finish_unit(p, unit, store, cleans[i], done)
                     generated += 1
         if jobs:
-            runner = make_executor(config, prepared, units, config.executor, config.ray)
+            runner = make_executor(config, prepared, units)
             bar = tqdm(total=len(jobs), desc="shards", disable=not progress)
             for result in runner.map(jobs):
                 job = result.job

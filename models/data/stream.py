@@ -74,10 +74,8 @@ class StreamingDataset(Dataset):
     def labels(self) -> Tensor:
         """Every sample's label (read once from the label files if the index does not hold them)."""
         if self._labels is None:
-            if self._read_label is None:
-                self._labels = torch.stack([self.read(item)[1] for item in self.items])
-            else:
-                self._labels = torch.stack([self._read_label(item) for item in self.items])
+            read = self._read_label or (lambda item: self.read(item)[1])
+            self._labels = torch.stack([read(item) for item in self.items])
         return self._labels
 
     def batches(self, batch_size: int, start: int = 0, stop: int | None = None) -> Iterator[tuple[Tensor, Tensor]]:
