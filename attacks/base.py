@@ -17,6 +17,7 @@ from robustgrid.core import RobustgridError, check_choice, check_float, check_in
 from robustgrid.models.tasks import Task, build_task
 
 NORMS = ("linf", "l2")
+ACCESS = ("gradient", "score", "decision")  # what an attack needs of a model, strongest first
 
 Models = nn.Module | Sequence[nn.Module]
 OnCheckpoint = Callable[[int, Tensor], Any]
@@ -31,6 +32,8 @@ class AttackResult:
     grad_evals: int = 0   # forward+backward passes, summed over images and sources
     forwards: int = 0     # extra gradient-free forward passes (early-stop checks under a view, query attacks)
     grad_evals_at: dict[int, int] = field(default_factory=dict)  # cumulative cost at each checkpoint
+    queries: int = 0      # model queries of a query attack (score or decision access), summed over images
+    queries_at: dict[int, int] = field(default_factory=dict)  # cumulative queries at each query checkpoint
 
 
 def check_budget(what: str, norm: str, eps: float, steps: int) -> tuple[str, float, int]:
@@ -51,6 +54,9 @@ class Attack(ABC):
     """An attack under a budget (norm, eps, steps) on a task; what varies between runs is an argument of ``run``."""
 
     name = "attack"
+    # "gradient": differentiates the model; "score": sees only its outputs; "decision": only the top-1 label.
+    # A query attack's ``steps`` is its query budget per image and its checkpoints are query counts.
+    access = "gradient"
 
     def __init__(self, *, norm: str = "linf", eps: float = 8 / 255, steps: int = 10,
                  task: str | Task = "classification") -> None:
