@@ -5,24 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from robustgrid.benchmark.report import write_report
 from robustgrid.benchmark.store import Store
-
-
-@pytest.fixture(scope="module")
-def reported(grid_store, tmp_path_factory) -> Path:
-    """A copy of the grid's store with one report written next to it."""
-    out = tmp_path_factory.mktemp("report")
-    shutil.copy(grid_store / "cells.sqlite", out / "cells.sqlite")
-    write_report(out)
-    return out
 
 
 def digests(folder: Path) -> dict[str, str]:
