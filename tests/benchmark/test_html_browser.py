@@ -24,9 +24,6 @@ window.addEventListener("error", function (e) {
   window.probeErrors.push(e.message || ("failed to load " + (e.target.src || e.target.tagName)));
 }, true);
 console.error = function () { window.probeErrors.push(Array.prototype.join.call(arguments, " ")); };
-function probeColumn(table, col) {
-  return Array.prototype.map.call(table.tBodies[0].rows, function (r) { return r.cells[col].textContent; });
-}
 function probeRows(table) {
   return Array.prototype.map.call(table.tBodies[0].rows, function (r) {
     return Array.prototype.map.call(r.cells, function (c) { return c.textContent; });
@@ -45,8 +42,7 @@ window.addEventListener("load", function () {
       return {src: i.getAttribute("src"), complete: i.complete, width: i.naturalWidth, height: i.naturalHeight};
     }),
     tables: tables.map(function (t) {
-      return {id: t.id, head: probeColumn({tBodies: [t.tHead]}, 0).length ? Array.prototype.map.call(
-        t.tHead.rows[0].cells, function (c) { return c.textContent; }) : [], rows: probeRows(t)};
+      return {id: t.id, head: probeRows({tBodies: [t.tHead]})[0], rows: probeRows(t)};
     }),
     sorted: tables.map(function (t) {
       return Array.prototype.map.call(t.tHead.rows[0].cells, function (c, col) { return probeClicks(t, col); });
