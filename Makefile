@@ -7,7 +7,7 @@ FMNIST := /usr/share/datasets/fashion-mnist
 export HF_HUB_OFFLINE ?= 1
 export PYTHONHASHSEED := 0
 
-.PHONY: bench test test-slow perf lint data zoo report clean-results niqe-params constraints bench-scale test-gpu
+.PHONY: bench test test-slow perf lint data browser zoo report clean-results niqe-params constraints bench-scale test-gpu
 
 # Installs through constraints.txt, the reference environment the committed results were made with; PIP_CONSTRAINT
 # replaces any machine-wide pip constraint, which could otherwise hold torch below the reference version.
@@ -30,6 +30,16 @@ data:
 	  echo "robustgrid: could not apt-get install dataset-fashion-mnist; set ROBUSTGRID_DATA to a folder with the Fashion-MNIST .gz files"; \
 	else echo "robustgrid: Fashion-MNIST missing: run 'sudo apt-get install dataset-fashion-mnist' or set ROBUSTGRID_DATA to a folder with its .gz files"; fi
 
+# Headless Chromium for the HTML leaderboard's browser test: Debian's package when we can install it, else the
+# test skips and says why.
+browser:
+	@if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get install -y -q chromium >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1)) || \
+	  echo "robustgrid: could not apt-get install chromium; the HTML browser test will be skipped"; \
+	else echo "robustgrid: chromium missing: run 'sudo apt-get install chromium' to run the HTML browser test"; fi
+
 zoo: $(STAMP) data
 	$(BIN)/robustgrid zoo train --quiet
 
@@ -43,7 +53,7 @@ niqe-params: $(STAMP)
 report: $(STAMP)
 	$(BIN)/robustgrid report results/default
 
-test: $(STAMP) data
+test: $(STAMP) data browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 test-slow: $(STAMP) data

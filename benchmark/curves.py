@@ -69,6 +69,6 @@ def budget_curve(cells: list[CellRow], key: CurveKey) -> tuple[list[float], list
     return [c.eps for c in pts], pts
 
 
-def iteration_curve(cells: list[CellRow], key: CurveKey, eps: float) -> tuple[list[int], list[float]]:
+def iteration_curve(cells: list[CellRow], key: CurveKey, eps: float) -> tuple[list[int], list[CellRow]]:
     pts = sorted((c for c in cells if key_of(c) == key and c.eps == eps), key=lambda c: c.steps)
-    return [c.steps for c in pts], [c.value for c in pts]
+    return [c.steps for c in pts], pts

@@ -1,8 +1,9 @@
-"""Matplotlib figures of the report: budget curves, iteration curves, transfer heatmaps."""
+"""Matplotlib figures of the report: budget curves (plain, envelope, bootstrap bands), iteration curves, transfer
+heatmaps; one legend per figure, below its panels, so no legend covers data."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -10,16 +11,30 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
 from robustgrid.benchmark.curves import CurveKey, budget_curve, final_cells, iteration_curve, key_of  # noqa: E402
 from robustgrid.benchmark.records import CellRow  # noqa: E402
+from robustgrid.benchmark.stats import Interval  # noqa: E402
 from robustgrid.benchmark.threats import get_threat  # noqa: E402
 
+ENVELOPE_LABEL = "envelope (broken at any budget <= eps)"
+BAND_LABEL = "bootstrap 95% band"
+FONT = {"title": 10, "label": 9, "tick": 8, "legend": 8}
 
-def _grid(n: int) -> tuple[plt.Figure, np.ndarray]:
+
+def steps_axis(cells: Sequence[CellRow]) -> str:
+    """The x-axis of an iteration curve: what its checkpoints count (a query attack's caller passes "queries")."""
+    return "iterations"
+
+
+def _grid(n: int, legend_rows: int) -> tuple[plt.Figure, np.ndarray]:
+    """Up to three panels a row, with room below them for a figure legend of ``legend_rows`` rows."""
     cols = min(n, 3)
     rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.3 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(max(4.4 * cols, 7.0), 3.4 * rows + 0.28 * legend_rows + 0.5),
+                             squeeze=False, layout="constrained")
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     return fig, axes
@@ -30,58 +45,147 @@ def _label(k: CurveKey) -> str:
     return f"{k.target}" + (f" +{k.defense}" if k.defense != "none" else "") + src
 
 
-def budget_plot(cells: list[CellRow], suite: str, threat: str, metric: str, path: Path,
-                envelope: dict[str, float]) -> Path | None:
-    """One panel per attack: metric vs eps at full steps; dashed = budget envelope where defined."""
+def _colours(keys: Sequence[CurveKey]) -> dict[str, str]:
+    """One colour per curve label across every panel of a figure, so one legend serves them all."""
+    return {label: f"C{i % 10}" for i, label in enumerate(sorted({_label(k) for k in keys}))}
+
+
+def _band(ax: plt.Axes, x: Sequence[float], pts: Sequence[CellRow], bands: Mapping[str, Interval],
+          colour: str) -> bool:
+    """Shade the bootstrap interval of each point where every point has one (an error bar for a lone point, which
+    has no band to shade); True if drawn."""
+    got = [bands.get(c.key) for c in pts]
+    if not got or any(iv is None for iv in got):
+        return False
+    low, high = [iv.low for iv in got], [iv.high for iv in got]
+    if len(got) == 1:
+        v = pts[0].value
+        ax.errorbar(x, [v], yerr=[[v - low[0]], [high[0] - v]], color=colour, alpha=0.5, capsize=3, lw=1.2)
+    else:
+        ax.fill_between(x, low, high, color=colour, alpha=0.18, lw=0)
+    return True
+
+
+def _style(ax: plt.Axes, title: str, xlabel: str, ylabel: str) -> None:
+    ax.set_title(title, fontsize=FONT["title"])
+    ax.set_xlabel(xlabel, fontsize=FONT["label"])
+    ax.set_ylabel(ylabel, fontsize=FONT["label"])
+    ax.tick_params(labelsize=FONT["tick"])
+    ax.grid(alpha=0.3)
+
+
+def _legend(fig: plt.Figure, colours: Mapping[str, str], banded: bool, enveloped: bool) -> None:
+    """One legend for the figure, below the panels: a line per curve, then what the line styles and shading mean."""
+    handles = [Line2D([], [], color=c, marker="o", ms=4, label=label) for label, c in colours.items()]
+    if enveloped:
+        handles += [Line2D([], [], color="0.3", marker="o", ms=4, label="plain (attack run at each eps)"),
+                    Line2D([], [], color="0.3", ls="--", lw=1.6, label=ENVELOPE_LABEL)]
+    if banded:
+        handles.append(Patch(color="0.3", alpha=0.18, label=BAND_LABEL))
+    fig.legend(handles=handles, loc="outside lower center", ncols=_legend_columns(len(handles)),
+               fontsize=FONT["legend"], frameon=False)
+
+
+def _legend_columns(entries: int) -> int:
+    return min(entries, 3)
+
+
+def _legend_rows(entries: int) -> int:
+    return -(-entries // _legend_columns(entries))
+
+
+def budget_axis(ax: plt.Axes, norm: str, eps: Sequence[float], log: bool | None = None) -> None:
+    """Log-scaled budgets for L2 (or when asked): symmetric-log, linear below the smallest positive eps, so that
+    eps = 0 (the clean point) stays on the axis; ticks at the budgets measured."""
+    positive = sorted({e for e in eps if e > 0})
+    if not (norm == "l2" if log is None else log) or not positive:
+        return
+    ax.set_xscale("symlog", linthresh=positive[0], linscale=0.4)
+    ax.set_xticks(sorted(set(eps)), [f"{e:g}" for e in sorted(set(eps))])
+    ax.minorticks_off()
+
+
+def _save(fig: plt.Figure | None, path: Path) -> Path | None:
+    """Write a figure as PNG and free it; None (nothing written) for no figure."""
+    if fig is None:
+        return None
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def budget_figure(cells: list[CellRow], suite: str, threat: str, metric: str, envelope: Mapping[str, float],
+                  bands: Mapping[str, Interval] | None = None, log_budget: bool | None = None) -> plt.Figure | None:
+    """One panel per attack: metric vs eps at full steps with its bootstrap band; dashed: the budget envelope where
+    defined; log budgets for L2 unless ``log_budget`` says otherwise. None without cells to draw."""
     final = [c for c in final_cells(cells) if c.suite == suite and c.threat == threat]
     if not final:
         return None
+    bands = bands or {}
     attacks = sorted({c.attack for c in final})
-    fig, axes = _grid(len(attacks))
+    colours = _colours([key_of(c) for c in final])
+    enveloped = any(c.key in envelope for c in final)
+    banded = False
+    fig, axes = _grid(len(attacks), _legend_rows(len(colours) + 2 * enveloped + 1))
     for ax, attack in zip(axes.flat, attacks):
-        keys = sorted({key_of(c) for c in final if c.attack == attack}, key=_label)
-        for i, k in enumerate(keys):
+        for k in sorted({key_of(c) for c in final if c.attack == attack}, key=_label):
             eps, pts = budget_curve(cells, k)
-            line, = ax.plot(eps, [c.value for c in pts], marker="o", ms=3, label=_label(k), color=f"C{i % 10}")
+            colour = colours[_label(k)]
+            banded |= _band(ax, eps, pts, bands, colour)
+            ax.plot(eps, [c.value for c in pts], marker="o", ms=3.5, lw=1.4, color=colour)
             env = [envelope.get(c.key) for c in pts]
             if all(v is not None for v in env):
-                ax.plot(eps, env, ls="--", lw=1, color=line.get_color())
-        ax.set_title(f"{attack} ({threat})", fontsize=9)
-        ax.set_xlabel("eps")
-        ax.set_ylabel(metric)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=6)
-    fig.suptitle(f"{suite}: {metric} vs budget" + (" (dashed: envelope)" if envelope else ""), fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+                ax.plot(eps, env, ls="--", lw=1.6, color=colour)
+        _style(ax, f"{attack} ({threat})", f"eps ({final[0].norm})", metric)
+        budget_axis(ax, final[0].norm, [c.eps for c in final], log_budget)
+    _legend(fig, colours, banded, enveloped)
+    fig.suptitle(f"{suite}: {metric} vs budget", fontsize=FONT["title"] + 1)
+    return fig
 
 
-def iteration_plot(cells: list[CellRow], suite: str, threat: str, metric: str, path: Path) -> Path | None:
-    """One panel per attack: metric vs attack iterations at the largest budget."""
+def budget_plot(cells: list[CellRow], suite: str, threat: str, metric: str, path: Path,
+                envelope: Mapping[str, float], bands: Mapping[str, Interval] | None = None,
+                log_budget: bool | None = None) -> Path | None:
+    """:func:`budget_figure` as a PNG at ``path``; None when there is nothing to draw."""
+    return _save(budget_figure(cells, suite, threat, metric, envelope, bands, log_budget), path)
+
+
+def iteration_figure(cells: list[CellRow], suite: str, threat: str, metric: str,
+                     bands: Mapping[str, Interval] | None = None,
+                     x_label: Callable[[Sequence[CellRow]], str] = steps_axis) -> plt.Figure | None:
+    """One panel per attack: metric vs checkpoints at the largest budget with its bootstrap band; each panel's
+    x-axis is ``x_label`` of its cells (iterations, or queries for a query attack). None without cells."""
     sel = [c for c in cells if c.suite == suite and c.threat == threat]
     if not sel:
         return None
+    bands = bands or {}
     eps = max(c.eps for c in sel)
     attacks = sorted({c.attack for c in sel})
-    fig, axes = _grid(len(attacks))
+    colours = _colours([key_of(c) for c in sel])
+    banded = False
+    fig, axes = _grid(len(attacks), _legend_rows(len(colours) + 1))
     for ax, attack in zip(axes.flat, attacks):
-        keys = sorted({key_of(c) for c in sel if c.attack == attack}, key=_label)
-        for i, k in enumerate(keys):
-            steps, values = iteration_curve(cells, k, eps)
-            ax.plot(steps, values, marker="o", ms=3, label=_label(k), color=f"C{i % 10}")
-        ax.set_title(f"{attack} ({threat}, eps={eps:g})", fontsize=9)
-        ax.set_xlabel("iterations")
-        ax.set_ylabel(metric)
+        mine = [c for c in sel if c.attack == attack]
+        for k in sorted({key_of(c) for c in mine}, key=_label):
+            steps, pts = iteration_curve(cells, k, eps)
+            colour = colours[_label(k)]
+            banded |= _band(ax, steps, pts, bands, colour)
+            ax.plot(steps, [c.value for c in pts], marker="o", ms=3.5, lw=1.4, color=colour)
+        _style(ax, f"{attack} ({threat}, eps={eps:g})", x_label(mine), metric)
         ax.set_xscale("log")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=6)
-    fig.suptitle(f"{suite}: {metric} vs iterations", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+        checkpoints = sorted({c.steps for c in mine if c.eps == eps})
+        ax.set_xticks(checkpoints, [str(k) for k in checkpoints])
+        ax.minorticks_off()
+    _legend(fig, colours, banded, enveloped=False)
+    fig.suptitle(f"{suite}: {metric} vs {x_label(sel)}", fontsize=FONT["title"] + 1)
+    return fig
+
+
+def iteration_plot(cells: list[CellRow], suite: str, threat: str, metric: str, path: Path,
+                   bands: Mapping[str, Interval] | None = None,
+                   x_label: Callable[[Sequence[CellRow]], str] = steps_axis) -> Path | None:
+    """:func:`iteration_figure` as a PNG at ``path``; None when there is nothing to draw."""
+    return _save(iteration_figure(cells, suite, threat, metric, bands, x_label), path)
 
 
 def transfer_heatmap(cells: list[CellRow], suite: str, attack: str, metric: str, path: Path,
@@ -114,6 +218,4 @@ def transfer_heatmap(cells: list[CellRow], suite: str, attack: str, metric: str,
     ax.set_title(f"{suite}: {attack}, {metric} at eps={eps:g} (diagonal: white-box)", fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.04)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

@@ -10,11 +10,12 @@ from __future__ import annotations
 import csv
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import jinja2
 
+from robustgrid.benchmark.bands import cell_bands
 from robustgrid.benchmark.curves import envelopes, final_cells
 from robustgrid.benchmark.leaderboard import (
     VERSION_KEYS,
@@ -27,6 +28,7 @@ from robustgrid.benchmark.leaderboard import (
 )
 from robustgrid.benchmark.plots import budget_plot, iteration_plot, transfer_heatmap
 from robustgrid.benchmark.records import CELLS, CellRow, ProvenanceRow
+from robustgrid.benchmark.stats import Interval
 from robustgrid.benchmark.store import Store
 from robustgrid.core import RobustgridError
 from robustgrid.models.tasks import build_task
@@ -47,6 +49,13 @@ def _leaderboard_cells(r: Row) -> list[str]:
     return [str(r.rank), r.target, r.defense, _fmt(r.clean), *map(_fmt, r.values), r.flag_text]
 
 
+def _flag_notes(r: Row, legend: Sequence[tuple[str, str]]) -> str:
+    """What each flag of a row means, one line per flag, for the HTML table's tooltip ("" for an unflagged row)."""
+    meaning = dict(legend)
+    raised = sorted({name for f in r.flags for name in f.flags})
+    return "\n".join(f"{name}: {meaning.get(name, 'see the sanity flags')}" for name in raised)
+
+
 def _attack_cells(r: AttackRow) -> list[str]:
     return [r.threat, "+".join(r.sources), r.target, r.defense, *map(_fmt, r.values)]
 
@@ -56,8 +65,8 @@ def _templates() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
                              autoescape=lambda name: (name or "").endswith(".html.j2"), trim_blocks=True,
                              lstrip_blocks=True, keep_trailing_newline=True)
-    env.filters.update(leaderboard_cells=_leaderboard_cells, attack_cells=_attack_cells, slug=_slug,
-                       g=lambda v: f"{v:g}", count=lambda v: f"{v:,}", stem=lambda name: Path(name).stem)
+    env.filters.update(leaderboard_cells=_leaderboard_cells, attack_cells=_attack_cells, flag_notes=_flag_notes,
+                       slug=_slug, g=lambda v: f"{v:g}", count=lambda v: f"{v:,}", stem=lambda name: Path(name).stem)
     return env
 
 
@@ -76,8 +85,10 @@ def write_csv(cells: list[CellRow], env: Mapping[str, float], prov: Mapping[str,
                        + [c.metrics.get(m, "") for m in names] + [v.get(k, "") for k in VERSION_KEYS])
 
 
-def write_plots(cells: list[CellRow], env: dict[str, float], out: Path) -> dict[str, list[str]]:
-    """Budget and iteration curves per (suite, threat) and transfer heatmaps per attack; file names per suite."""
+def write_plots(cells: list[CellRow], env: dict[str, float], out: Path,
+                bands: Mapping[str, Interval] | None = None) -> dict[str, list[str]]:
+    """Budget and iteration curves per (suite, threat), with bootstrap ``bands`` by cell key, and transfer heatmaps
+    per attack; file names per suite."""
     plots: dict[str, list[str]] = {}
     heatmap_threats = threat_order().heatmaps
     for suite in sorted({c.suite for c in cells}):
@@ -86,8 +97,8 @@ def write_plots(cells: list[CellRow], env: dict[str, float], out: Path) -> dict[
         written = []
         for threat in sorted({c.threat for c in sel}):
             stem = f"{_slug(suite)}_{threat}.png"
-            written += [budget_plot(cells, suite, threat, metric, out / f"budget_{stem}", env),
-                        iteration_plot(cells, suite, threat, metric, out / f"iterations_{stem}")]
+            written += [budget_plot(cells, suite, threat, metric, out / f"budget_{stem}", env, bands),
+                        iteration_plot(cells, suite, threat, metric, out / f"iterations_{stem}", bands)]
         for attack in sorted({c.attack for c in sel if c.threat in heatmap_threats}):
             written.append(transfer_heatmap(cells, suite, attack, metric,
                                             out / f"transfer_{_slug(suite)}_{_slug(attack)}.png"))
@@ -168,7 +179,7 @@ def write_report(out: str | Path) -> list[Path]:
         env = envelopes(store, cells)
         prov = store.provenance()
         write_csv(cells, env, prov, out / "cells.csv")
-        plots = write_plots(cells, env, out)
+        plots = write_plots(cells, env, out, cell_bands(store, cells))
         board = build_leaderboard(store, cells, env, prov, plots)
         exports = target_exports(cells, env, prov)
     finally:

@@ -69,3 +69,16 @@ def grid_store(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("grid")
     run_grid(parse_config(tomllib.loads(REPORT_TOML)), out, progress=False, report=False)
     return out
+
+
+@pytest.fixture(scope="module")
+def reported(grid_store, tmp_path_factory) -> Path:
+    """A copy of the grid's store with one report written next to it (one per test module, which may add files)."""
+    import shutil
+
+    from robustgrid.benchmark.report import write_report
+
+    out = tmp_path_factory.mktemp("report")
+    shutil.copy(grid_store / "cells.sqlite", out / "cells.sqlite")
+    write_report(out)
+    return out

@@ -5,24 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from robustgrid.benchmark.report import write_report
 from robustgrid.benchmark.store import Store
-
-
-@pytest.fixture(scope="module")
-def reported(grid_store, tmp_path_factory) -> Path:
-    """A copy of the grid's store with one report written next to it."""
-    out = tmp_path_factory.mktemp("report")
-    shutil.copy(grid_store / "cells.sqlite", out / "cells.sqlite")
-    write_report(out)
-    return out
 
 
 def digests(folder: Path) -> dict[str, str]:
@@ -199,3 +188,50 @@ def test_target_json_holds_the_leaderboard_numbers_and_the_suite_provenance(repo
     info = prov[p["id"]].data()
     assert (p["seed"], p["config_sha256"], p["versions"]) == (0, info["config_sha256"], info["versions"])
     assert p["weights_hash"] == info["targets"]["fmnist-resnet"]["weights_hash"] and len(p["weights_hash"]) == 16
+
+
+class FlagNotes(HTMLParser):
+    """The flag explanations of a page: the flags section (dt id -> dd text) and each flagged cell's tooltip."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.section: dict[str, str] = {}
+        self.cells: list[tuple[str, str]] = []  # (cell text, title)
+        self._open: tuple[str, str] | None = None
+        self._term = ""
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "dt" and a.get("id", "").startswith("flag-"):
+            self._open, self._term = ("dt", ""), ""
+        elif tag == "dd" and self._term:
+            self._open = ("dd", "")
+        elif tag == "td" and "flagged" in a.get("class", ""):
+            self._open = ("td", a["title"])
+
+    def handle_data(self, data):
+        if self._open and self._open[0] == "dt":
+            self._term += data
+        elif self._open and self._open[0] == "dd":
+            self.section[self._term] = data
+        elif self._open and self._open[0] == "td":
+            self.cells.append((data, self._open[1]))
+
+    def handle_endtag(self, tag):
+        if tag in ("dt", "dd", "td"):
+            self._open = None
+        if tag == "dd":
+            self._term = ""
+
+
+def test_the_html_page_explains_every_flag_from_the_one_source_of_truth(reported):
+    from robustgrid.benchmark.sanity import FLAGS
+
+    notes = FlagNotes()
+    notes.feed((reported / "index.html").read_text(encoding="utf-8"))
+    assert notes.section == FLAGS
+    rows = md_table((reported / "leaderboard.md").read_text(encoding="utf-8"), "| rank |")
+    assert sorted(text for text, _ in notes.cells) == sorted(r["flags"] for r in rows if r["flags"] != "ok")
+    for text, title in notes.cells:  # the tooltip explains exactly the flags the cell names, one line each
+        raised = sorted({name for part in text.split("; ") for name in part.split(": ")[1].split(", ")})
+        assert title.splitlines() == [f"{name}: {FLAGS[name]}" for name in raised]
