@@ -58,13 +58,19 @@ def budget_plot(cells: list[CellRow], suite: str, threat: str, metric: str, path
     return path
 
 
+def checkpoint_axis(cells: list[CellRow]) -> str:
+    """What the checkpoints of these cells count: a query attack's are queries, a gradient attack's iterations."""
+    return "queries" if any(c.query_attack for c in cells) else "iterations"
+
+
 def iteration_plot(cells: list[CellRow], suite: str, threat: str, metric: str, path: Path) -> Path | None:
-    """One panel per attack: metric vs attack iterations at the largest budget."""
+    """One panel per attack: metric vs attack iterations (a query attack: vs queries) at the largest budget."""
     sel = [c for c in cells if c.suite == suite and c.threat == threat]
     if not sel:
         return None
     eps = max(c.eps for c in sel)
     attacks = sorted({c.attack for c in sel})
+    axis = {a: checkpoint_axis([c for c in sel if c.attack == a]) for a in attacks}
     fig, axes = _grid(len(attacks))
     for ax, attack in zip(axes.flat, attacks):
         keys = sorted({key_of(c) for c in sel if c.attack == attack}, key=_label)
@@ -72,12 +78,12 @@ def iteration_plot(cells: list[CellRow], suite: str, threat: str, metric: str, p
             steps, values = iteration_curve(cells, k, eps)
             ax.plot(steps, values, marker="o", ms=3, label=_label(k), color=f"C{i % 10}")
         ax.set_title(f"{attack} ({threat}, eps={eps:g})", fontsize=9)
-        ax.set_xlabel("iterations")
+        ax.set_xlabel(axis[attack])
         ax.set_ylabel(metric)
         ax.set_xscale("log")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6)
-    fig.suptitle(f"{suite}: {metric} vs iterations", fontsize=10)
+    fig.suptitle(f"{suite}: {metric} vs {' and '.join(sorted(set(axis.values()), reverse=True))}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
