@@ -167,6 +167,7 @@ def test_cli_lists_every_threat_with_its_description(capsys):
     assert main(["list", "threats"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == len(list_threats())
+    assert {"score", "decision"} <= {line.split()[0] for line in lines}
     for line, (name, desc) in zip(lines, list_threats()):
         assert line.split()[0] == name and line.endswith(desc)
 
