@@ -96,7 +96,7 @@ class Cost:
 
     grad_evals: int
     naive_grad_evals: int
-    queries: int = 0
+    queries: int
 
     @property
     def saved(self) -> float:

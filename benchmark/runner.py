@@ -276,12 +276,11 @@ def finish_unit(p: Prepared, unit: Unit, store: Store, clean: dict[tuple[str, st
                 metrics[f"mean_{name}"] = float(np.mean(np.concatenate([r.pairs[cell.steps, name] for r in shards])))
             record = CellRow(
                 suite=cell.suite, task=cell.task, dataset=p.identity["dataset"], attack=unit.attack.label,
-                access=attack.access,
-                sources=unit.sources, threat=cell.threat, norm=cell.norm, eps=cell.eps, steps=cell.steps,
-                target=cell.target, defense=cell.defense, metric=p.task.metric, value=metrics[p.task.metric], n=n,
-                grad_evals=cost[cell.steps], naive_grad_evals=naive[cell.steps], queries=queries[cell.steps],
-                seed=unit.seed, key=cell.key,
-                unit=unit.key, attack_spec=unit.attack.to_json(), eval_seconds=eval_seconds / max(len(unit.cells), 1),
+                access=attack.access, sources=unit.sources, threat=cell.threat, norm=cell.norm, eps=cell.eps,
+                steps=cell.steps, target=cell.target, defense=cell.defense, metric=p.task.metric,
+                value=metrics[p.task.metric], n=n, grad_evals=cost[cell.steps], naive_grad_evals=naive[cell.steps],
+                queries=queries[cell.steps], seed=unit.seed, key=cell.key, unit=unit.key,
+                attack_spec=unit.attack.to_json(), eval_seconds=eval_seconds / max(len(unit.cells), 1),
                 clean_key=clean_key(p.identity, cell.target, cell.defense), provenance=p.provenance.id,
                 created=time.time(), metrics=metrics)
             store.put_cell(con, record, outcome)

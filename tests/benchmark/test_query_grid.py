@@ -3,6 +3,8 @@ and behind a deterministic and a randomised, non-differentiable purifier; what t
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import tomllib
 
 import numpy as np
@@ -12,6 +14,7 @@ import torch
 from robustgrid.benchmark import parse_config, run_grid
 from robustgrid.benchmark.plots import iteration_plot
 from robustgrid.benchmark.runner import configure_attack, prepare, run_shard, shard_jobs
+from robustgrid.benchmark.sanity import CONVERGENCE_TOLERANCE, TOLERANCE
 from robustgrid.benchmark.store import Store
 from robustgrid.defenses import Defended
 from robustgrid.models.oracle import ScoreOracle
@@ -54,6 +57,21 @@ batch_size = {N}
 [[suite.attacks]]
 name = "test-flip-search"
 steps = {STEPS}
+
+[[suite]]
+name = "gradient"
+task = "classification"
+dataset = {{ name = "fashion-mnist", split = "test", size = {N} }}
+targets = ["fmnist-resnet"]
+threats = ["whitebox"]
+budget = {{ norm = "linf", eps = [0.0, {EPS}] }}
+batch_size = {N}
+
+[[suite.attacks]]
+name = "pgd"
+steps = 1
+step_size = 0.001  # far too small a step: the query attacks on the same data beat it (query>gradient)
+random_start = false
 """
 
 
@@ -85,6 +103,8 @@ def test_query_cells_sit_bare_and_behind_every_purifier_where_the_attack_queried
 
 def test_query_cells_store_their_queries_and_no_gradient_evaluations(query_grid):
     _, cells, units = query_grid
+    assert {c.suite for c in cells if not c.query_attack} == {"gradient"}
+    cells = [c for c in cells if c.query_attack]
     assert {c.steps for c in cells} == {2, 4, STEPS}  # the checkpoints are query counts
     for c in cells:
         assert c.grad_evals == c.naive_grad_evals == 0
@@ -165,7 +185,7 @@ def test_a_score_cell_is_the_attack_run_on_an_oracle_of_the_purifier_and_target(
 def test_the_leaderboard_has_score_and_decision_columns_and_ranks_by_the_worst_of_everything(query_grid):
     out, _, units = query_grid
     md = (out / "leaderboard.md").read_text(encoding="utf-8")
-    label, query = (md_table(part, "| rank |") for part in md.split("\n## ")[1:3])  # suites in name order
+    label, query = (md_table(part, "| rank |") for part in md.split("\n## ")[2:4])  # suites in name order
     assert {"decision @0.3", "worst @0.3"} <= set(label[0]) and {"whitebox @0.3", "score @0.3"} <= set(query[0])
     for rows in (label, query):
         worst = [float(r["worst @0.3"]) for r in rows]
@@ -185,9 +205,32 @@ def test_a_query_attacks_iteration_curve_is_drawn_against_queries(query_grid, tm
     monkeypatch.setattr(Axes, "set_xlabel", lambda self, text, *a, **k: labels.append(text))
     iteration_plot(cells, "query", "score", "accuracy", tmp_path / "score.png")
     assert labels == ["queries", "queries"]
-    gradient = [c for c in cells if c.suite == "query"]
-    for c in gradient:
-        object.__setattr__(c, "access", "gradient")  # the same curves from a gradient attack are iterations
+    # the same curves from a gradient attack are iterations
+    gradient = [dataclasses.replace(c, access="gradient") for c in cells if c.suite == "query"]
     labels.clear()
     iteration_plot(gradient, "query", "score", "accuracy", tmp_path / "grad.png")
     assert labels == ["iterations", "iterations"]
+
+
+def test_the_new_flags_fire_in_the_store_exactly_where_their_comparison_says(query_grid):
+    """not-converged: a query curve falling by more than the tolerance over its last checkpoints; query>gradient: the
+    query attacks against the weak one-step PGD of the gradient suite on the same data, bare target only."""
+    out, cells, _ = query_grid
+    flags = json.loads((out / "summary.json").read_text())["flags"]
+    expect_nc, expect_qg = set(), set()
+    pgd = {c.defense: c.value for c in cells if c.suite == "gradient" and c.eps == EPS}
+    assert set(pgd) == {"none"}
+    for c in cells:
+        if c.eps != EPS or c.steps != STEPS:
+            continue
+        before = next(d for d in cells if d.unit == c.unit and d.steps == 4 and (d.target, d.defense, d.threat)
+                      == (c.target, c.defense, c.threat))
+        key = f"{c.suite}|{c.target}|{c.defense}|{c.threat}"
+        if before.value - c.value > CONVERGENCE_TOLERANCE:
+            expect_nc.add(key)
+        if c.query_attack and c.defense in pgd and c.value < pgd[c.defense] - TOLERANCE:
+            expect_qg.add(key)
+    assert {k for k, v in flags.items() if "not-converged" in v} == expect_nc and expect_nc
+    assert {k for k, v in flags.items() if "query>gradient" in v} == expect_qg
+    assert expect_qg == {"query|fmnist-resnet|none|score", "query|fmnist-resnet|none|whitebox",
+                         "label|fmnist-resnet|none|decision"}
