@@ -235,6 +235,7 @@ def _suite(t: dict[str, Any], i: int) -> Suite:
             get_threat(th)
         except RobustgridError as exc:
             _fail(where, str(exc))
+        get_threat(th).check_task(where, task)
     b = _table(t["budget"], where, "budget")
     _check_keys(b, ("norm", "eps", "checkpoints"), f"{where} budget")
     norm = b.get("norm", "linf")

@@ -1,5 +1,8 @@
 """The leaderboard as data: per suite, (target, defense) rows ranked by worst-case robustness, from stored cells.
 
+A row's rank is its worst case at the largest budget over everything evaluated on it: every threat (query ones
+included) and every attack, so no single threat's column decides the order.
+
 :func:`build_leaderboard` reads the store only (sanity flags are recomputed every time, never stored);
 ``report.py`` renders the result to Markdown and HTML with the Jinja2 templates in ``templates/``.
 """
@@ -14,7 +17,7 @@ from robustgrid.benchmark.records import CellRow, ProvenanceRow
 from robustgrid.benchmark.sanity import FLAGS, sanity_flags
 from robustgrid.benchmark.stats import TransferSection, transfer_sections
 from robustgrid.benchmark.store import Store
-from robustgrid.benchmark.threats import threats_by_rank, threats_in_order
+from robustgrid.benchmark.threats import threats_in_order
 from robustgrid.models.tasks import build_task
 
 VERSION_KEYS = ("torch", "torchvision", "timm", "torchattacks", "pyiqa", "numpy", "git_commit")
@@ -22,17 +25,15 @@ VERSION_KEYS = ("torch", "torchvision", "timm", "torchattacks", "pyiqa", "numpy"
 
 @dataclass(frozen=True)
 class ThreatOrder:
-    """How the report places threats: column order, ranking preference, and which get transfer heatmaps."""
+    """How the report places threats: column order, and which get transfer heatmaps."""
 
     columns: tuple[str, ...]
-    ranking: tuple[str, ...]  # the first with a value at the largest budget ranks a suite's rows
     heatmaps: tuple[str, ...]
 
 
 def threat_order() -> ThreatOrder:
-    """Column order, ranking preference and the heatmap threats, all read from the threat registry."""
+    """Column order and the heatmap threats, both read from the threat registry."""
     return ThreatOrder(columns=tuple(t.name for t in threats_in_order()),
-                       ranking=tuple(t.name for t in threats_by_rank()),
                        heatmaps=tuple(t.name for t in threats_in_order() if t.cross_model))
 
 
@@ -61,13 +62,15 @@ class ThreatFlags:
 
 @dataclass(frozen=True)
 class Row:
-    """One (target, defense) of a suite: clean metric, one value per column (None: not evaluated), flags."""
+    """One (target, defense) of a suite: clean metric, one value per column (None: not evaluated), the worst of
+    them at the largest budget (what ranks it), flags."""
 
     rank: int
     target: str
     defense: str
     clean: float | None
     values: tuple[float | None, ...]
+    worst: float | None
     flags: tuple[ThreatFlags, ...]
 
     @property
@@ -88,10 +91,12 @@ class AttackRow:
 
 @dataclass(frozen=True)
 class Cost:
-    """A suite's gradient evaluations against generating every cell separately without early stop."""
+    """A suite's gradient evaluations against generating every cell separately without early stop, and the model
+    queries its query attacks spent."""
 
     grad_evals: int
     naive_grad_evals: int
+    queries: int
 
     @property
     def saved(self) -> float:
@@ -109,12 +114,18 @@ class SuiteBoard:
     metric: str
     envelope: bool  # the columns are per-sample budget envelopes (success-type tasks)
     columns: tuple[Column, ...]
+    rank_eps: float | None  # the budget whose worst case over every threat and attack ranks the rows
     rows: tuple[Row, ...]
     breakdown_eps: float | None  # None when the suite has no positive budget
     attacks: tuple[str, ...]
     breakdown: tuple[AttackRow, ...]
     cost: Cost
     plots: tuple[str, ...]  # file names, next to the leaderboard
+
+    @property
+    def worst_label(self) -> str:
+        """The header of the column that ranks the rows."""
+        return "worst" if self.rank_eps is None else f"worst @{self.rank_eps:g}"
 
 
 @dataclass(frozen=True)
@@ -174,19 +185,18 @@ def _suite_board(suite: str, sel: list[CellRow], cost: Cost, env: Mapping[str, f
     show_eps = eps_all[-2:]
     threats = [t for t in order.columns if any(c.threat == t for c in sel)]
     columns = tuple(Column(th, e) for th in threats for e in show_eps)
+    rank_eps = show_eps[-1] if show_eps else None
+    at_rank_eps = [i for i, col in enumerate(columns) if col.eps == rank_eps]
     rows = []
     for target, defense in sorted({(c.target, c.defense) for c in sel}):
         values = tuple(worst_case(sel, env, col.threat, col.eps, target, defense) for col in columns)
+        worst = _worst([v for i in at_rank_eps if (v := values[i]) is not None])
         raised = tuple(ThreatFlags(th, tuple(flags[suite, target, defense, th])) for th in threats
                        if flags.get((suite, target, defense, th)))
-        rows.append(Row(0, target, defense, clean.get((suite, target, defense)), values, raised))
-    # rank by the first threat in ranking order that has a value at the largest budget
-    candidates = [columns.index(Column(th, show_eps[-1])) for th in order.ranking if show_eps and th in threats]
-    rank_col = next((i for i in candidates if any(r.values[i] is not None for r in rows)), None)
+        rows.append(Row(0, target, defense, clean.get((suite, target, defense)), values, worst, raised))
 
     def rank_key(r: Row) -> tuple[bool, float]:
-        v = None if rank_col is None else r.values[rank_col]
-        return v is None, -(v or 0)
+        return r.worst is None, -(r.worst or 0)
 
     ranked = tuple(replace(r, rank=i) for i, r in enumerate(sorted(rows, key=rank_key), 1))
     attacks = tuple(sorted({c.attack for c in sel}))
@@ -199,7 +209,7 @@ def _suite_board(suite: str, sel: list[CellRow], cost: Cost, env: Mapping[str, f
             value_at.setdefault((c.threat, c.sources, c.target, c.defense, c.attack), c.value)
     breakdown = tuple(AttackRow(*k, tuple(value_at.get((*k, a)) for a in attacks)) for k in combos)
     return SuiteBoard(suite, task_name, sel[0].dataset.split(":")[0], sel[0].n, metric,
-                      task.success_type, columns, ranked, top, attacks, breakdown, cost, tuple(plots))
+                      task.success_type, columns, rank_eps, ranked, top, attacks, breakdown, cost, tuple(plots))
 
 
 def _provenance_lines(cells: list[CellRow], prov: Mapping[str, ProvenanceRow]) -> tuple[ProvenanceLine, ...]:
@@ -231,11 +241,14 @@ def build_leaderboard(store: Store, cells: list[CellRow], env: Mapping[str, floa
     clean = clean_values(final)
     flags = sanity_flags(cells, clean)
     spent: dict[str, int] = {}
+    asked: dict[str, int] = {}
     for u in store.units():
         spent[u.suite] = spent.get(u.suite, 0) + u.grad_evals
+        asked[u.suite] = asked.get(u.suite, 0) + u.queries
     suites = []
     for suite in sorted({c.suite for c in cells}):
-        cost = Cost(spent.get(suite, 0), sum(c.naive_grad_evals for c in cells if c.suite == suite))
+        cost = Cost(spent.get(suite, 0), sum(c.naive_grad_evals for c in cells if c.suite == suite),
+                    asked.get(suite, 0))
         suites.append(_suite_board(suite, [c for c in final if c.suite == suite], cost, env, clean, flags,
                                    plots.get(suite, ())))
     lines = _provenance_lines(cells, prov)

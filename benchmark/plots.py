@@ -25,8 +25,8 @@ FONT = {"title": 10, "label": 9, "tick": 8, "legend": 8}
 
 
 def steps_axis(cells: Sequence[CellRow]) -> str:
-    """The x-axis of an iteration curve: what its checkpoints count (a query attack's caller passes "queries")."""
-    return "iterations"
+    """The x-axis of an iteration curve: what its checkpoints count, a query attack's queries or iterations."""
+    return "queries" if any(c.query_attack for c in cells) else "iterations"
 
 
 def _grid(n: int, legend_rows: int) -> tuple[plt.Figure, np.ndarray]:

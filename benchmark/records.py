@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 
     from robustgrid.benchmark.store import Store
 
-SCHEMA_VERSION = 3  # PRAGMA user_version; 0: provenance JSON in every cell; 2: before shards were stored
+SCHEMA_VERSION = 4  # PRAGMA user_version; 0: provenance JSON in every cell; 2: before shards were stored;
+#                    3: before cells and units recorded the queries of query attacks
 
 _SQL_TYPES = {str: "TEXT", int: "INTEGER", float: "REAL", bytes: "BLOB", tuple: "TEXT"}
 
@@ -30,13 +31,15 @@ class CellRow:
     """One stored cell: its grid point, metric value, cost, and what it was computed against.
 
     ``clean_key`` names the clean predictions its transfer metrics compare with; ``provenance`` is the id
-    of the run's provenance record (versions, config hash, model hashes), stored once per suite.
+    of the run's provenance record (versions, config hash, model hashes), stored once per suite. ``access`` is
+    the attack's (gradient, score, decision): a query attack's ``steps`` are query counts, ``queries`` its cost.
     """
 
     suite: str
     task: str
     dataset: str
     attack: str
+    access: str  # ACCESS: what the attack needs of a model (gradient, score, decision)
     sources: tuple[str, ...]
     threat: str
     norm: str
@@ -49,6 +52,7 @@ class CellRow:
     n: int
     grad_evals: int
     naive_grad_evals: int
+    queries: int  # model queries of a query attack up to ``steps``, summed over images and sources
     seed: int
     key: str
     unit: str = field(metadata={"csv": False})
@@ -58,6 +62,11 @@ class CellRow:
     provenance: str = field(metadata={"csv": False, "references": "provenance(id)"})
     created: float = field(metadata={"csv": False})
     metrics: dict[str, float] = field(default_factory=dict, metadata={"column": False})
+
+    @property
+    def query_attack(self) -> bool:
+        """Is its attack a query attack, whose checkpoints (``steps``) count queries, not iterations?"""
+        return self.access != "gradient"
 
     def outcome(self, store: Store) -> np.ndarray:
         """The cell's per-sample outcomes, read from ``store``."""
@@ -83,12 +92,13 @@ class OutcomeRow:
 
 @dataclass(frozen=True)
 class UnitRow:
-    """One generation unit: its real gradient evaluations, forward passes and wall time."""
+    """One generation unit: its real gradient evaluations, forward passes, model queries and wall time."""
 
     key: str
     suite: str
     grad_evals: int
     forwards: int
+    queries: int
     seconds: float
     seed: int
 

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from robustgrid.attacks import ATTACKS, Attack, build_attack
+from robustgrid.attacks import ATTACKS, Attack, AttackResult, build_attack
 from robustgrid.benchmark.config import Config, Suite
 from robustgrid.benchmark.executors import (
     EXECUTORS,
@@ -113,7 +113,9 @@ def _prepare(suite: Suite, seed: int, raw_config: str, where: str, device: str, 
             raise RobustgridError(f"{where}: attack {a.name!r} is for {', '.join(tasks)} models, not {suite.task}")
         if not a.name.startswith("torchattacks:"):
             ATTACKS.entry(a.name)  # unknown names fail here with close matches
-        build_attack(a.name, norm=suite.budget.norm, eps=max(suite.budget.eps), task=task, **a.kwargs)
+        attack = build_attack(a.name, norm=suite.budget.norm, eps=max(suite.budget.eps), task=task, **a.kwargs)
+        for threat in suite.threats:
+            get_threat(threat).check_attack(where, a.label, attack.access)
     identity = {"dataset": f"{data.name}:{data.split}:{data.fingerprint}"}
     identity.update({name: module_hash(t.module) for name, t in targets.items()})
     identity.update({f"defense:{name}": module_hash(p) + repr(sorted(p.describe().items()))
@@ -204,6 +206,14 @@ def shard_jobs(p: Prepared, suite_index: int, unit: Unit) -> list[ShardJob]:
     return plan_shards(suite_index, unit.key, len(p.data), p.suite.shard_samples, p.suite.batch_size)
 
 
+def spent_at(attack: Attack, res: AttackResult, k: int) -> tuple[int, int]:
+    """Gradient evaluations and model queries of a run up to checkpoint ``k``: an attack must record the counter
+    of its own access; the other one is zero unless it records that too."""
+    if attack.access == "gradient":
+        return res.grad_evals_at[k], res.queries_at.get(k, 0)
+    return res.grad_evals_at.get(k, 0), res.queries_at[k]
+
+
 def run_shard(p: Prepared, unit: Unit, job: ShardJob) -> ShardResult:
     """Generate the shard's adversarial examples batch by batch and evaluate every cell of the unit on them."""
     attack, options = configure_attack(p, unit)
@@ -212,17 +222,25 @@ def run_shard(p: Prepared, unit: Unit, job: ShardJob) -> ShardResult:
     outcomes: dict[tuple[int, str, str], list[np.ndarray]] = {}
     pairs: dict[tuple[int, str], list[np.ndarray]] = {}
     cost = {k: 0 for k in unit.checkpoints}
-    grad_total = forwards = 0
+    queries = {k: 0 for k in unit.checkpoints}
+    grad_total = forwards = query_total = 0
     eval_seconds = 0.0
     start = time.perf_counter()
     for b, (x, y) in enumerate(p.data.batches(p.suite.batch_size, job.start, job.stop), start=job.batch):
         x, y = x.to(p.device), y.to(p.device)
-        res = attack.run(models, x, y, seed=unit.seed + b, eps=unit.eps, checkpoints=unit.checkpoints, **options)
+        rng = _seeded(unit.seed + b, x.device)  # a randomised purifier the attack queries draws reproducibly
+        try:
+            res = attack.run(models, x, y, seed=unit.seed + b, eps=unit.eps, checkpoints=unit.checkpoints, **options)
+        finally:
+            rng.__exit__(None, None, None)
         grad_total += res.grad_evals
         forwards += res.forwards
+        query_total += res.queries
         t0 = time.perf_counter()
         for k in unit.checkpoints:
-            cost[k] += res.grad_evals_at[k]
+            grads, asked = spent_at(attack, res, k)
+            cost[k] += grads
+            queries[k] += asked
             xk = res.checkpoints[k]
             for name, values in p.task.pair_metrics(x, xk).items():
                 pairs.setdefault((k, name), []).append(np.asarray(values))
@@ -231,7 +249,7 @@ def run_shard(p: Prepared, unit: Unit, job: ShardJob) -> ShardResult:
         eval_seconds += time.perf_counter() - t0
     return ShardResult(job, {key: np.concatenate(v) for key, v in outcomes.items()},
                        {key: np.concatenate(v) for key, v in pairs.items()}, cost, grad_total, forwards,
-                       time.perf_counter() - start, eval_seconds)
+                       time.perf_counter() - start, eval_seconds, queries, query_total)
 
 
 def finish_unit(p: Prepared, unit: Unit, store: Store, clean: dict[tuple[str, str], np.ndarray],
@@ -242,8 +260,12 @@ def finish_unit(p: Prepared, unit: Unit, store: Store, clean: dict[tuple[str, st
     labels = p.data.labels.cpu().numpy()
     n = len(labels)
     attack, options = configure_attack(p, unit)
-    naive = naive_grad_evals(unit, n, attack.draws_per_step(options["eot_samples"]))
+    if attack.access == "gradient":
+        naive = naive_grad_evals(unit, n, attack.draws_per_step(options["eot_samples"]))
+    else:  # a query attack takes no gradient however its cells were generated
+        naive = dict.fromkeys(unit.checkpoints, 0)
     cost = {k: sum(r.cost[k] for r in shards) for k in unit.checkpoints}
+    queries = {k: sum(r.queries_at[k] for r in shards) for k in unit.checkpoints}
     eval_seconds = sum(r.eval_seconds for r in shards)
     pair_names = sorted({name for r in shards for _, name in r.pairs})
     with store.transaction() as con:
@@ -254,15 +276,17 @@ def finish_unit(p: Prepared, unit: Unit, store: Store, clean: dict[tuple[str, st
                 metrics[f"mean_{name}"] = float(np.mean(np.concatenate([r.pairs[cell.steps, name] for r in shards])))
             record = CellRow(
                 suite=cell.suite, task=cell.task, dataset=p.identity["dataset"], attack=unit.attack.label,
-                sources=unit.sources, threat=cell.threat, norm=cell.norm, eps=cell.eps, steps=cell.steps,
-                target=cell.target, defense=cell.defense, metric=p.task.metric, value=metrics[p.task.metric], n=n,
-                grad_evals=cost[cell.steps], naive_grad_evals=naive[cell.steps], seed=unit.seed, key=cell.key,
-                unit=unit.key, attack_spec=unit.attack.to_json(), eval_seconds=eval_seconds / max(len(unit.cells), 1),
+                access=attack.access, sources=unit.sources, threat=cell.threat, norm=cell.norm, eps=cell.eps,
+                steps=cell.steps, target=cell.target, defense=cell.defense, metric=p.task.metric,
+                value=metrics[p.task.metric], n=n, grad_evals=cost[cell.steps], naive_grad_evals=naive[cell.steps],
+                queries=queries[cell.steps], seed=unit.seed, key=cell.key, unit=unit.key,
+                attack_spec=unit.attack.to_json(), eval_seconds=eval_seconds / max(len(unit.cells), 1),
                 clean_key=clean_key(p.identity, cell.target, cell.defense), provenance=p.provenance.id,
                 created=time.time(), metrics=metrics)
             store.put_cell(con, record, outcome)
         store.put_unit(con, UnitRow(unit.key, unit.suite, sum(r.grad_evals for r in shards),
-                                    sum(r.forwards for r in shards), sum(r.seconds for r in shards), unit.seed))
+                                    sum(r.forwards for r in shards), sum(r.queries for r in shards),
+                                    sum(r.seconds for r in shards), unit.seed))
         store.drop_shards(con, unit.key)
 
 

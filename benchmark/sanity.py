@@ -2,8 +2,9 @@
 
 Each flag marks a result that usually means the attack, not the model, is weak: robustness that does
 not fall at the largest budget, a single step beating many, transfer beating white-box, a curve that
-rises with the budget. A flag only ever compares like with like (same sources, threat, target, defense
-and budget) and each one is a ``Finding`` that names the cells it came from.
+rises with the budget, a query attack beating every gradient attack, an attack stopped while its curve
+still falls. A flag only ever compares like with like (same sources, threat, target, defense and budget)
+and each one is a ``Finding`` that names the cells it came from.
 """
 
 from __future__ import annotations
@@ -11,12 +12,15 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from robustgrid.benchmark.curves import final_cells
+from robustgrid.benchmark.curves import CurveKey, final_cells, key_of
 from robustgrid.benchmark.records import CellRow
 from robustgrid.benchmark.threats import get_threat
 
 TOLERANCE = 0.02       # absolute slack on the primary metric before a flag is raised
 NO_FALL_FRACTION = 0.5  # at the largest budget a white-box attack should keep < half of clean performance
+# absolute fall of the metric between a curve's last two checkpoints (iterations, or queries) beyond which the
+# attack is called unconverged: 0.02 is one sample in fifty still being broken by the last stretch of the run
+CONVERGENCE_TOLERANCE = 0.02
 
 FLAGS = {
     "no-fall": "metric at the largest budget keeps over half its clean value under every attack, under a threat "
@@ -26,6 +30,10 @@ FLAGS = {
     "transfer>wb": "a transfer attack is stronger than the same attack at the same budget under every threat that "
                    "sees the model",
     "non-monotone": "a budget curve gets weaker as the budget grows",
+    "query>gradient": "a query attack (score or decision access) is stronger than every gradient attack on the same "
+                      "target, defense and budget: a sign of masked gradients",
+    "not-converged": f"a metric-versus-iterations (or queries) curve still falls by more than "
+                     f"{CONVERGENCE_TOLERANCE:g} between its last two checkpoints: a longer run would be stronger",
 }
 
 FlagKey = tuple[str, str, str, str]  # suite, target, defense, threat
@@ -129,6 +137,47 @@ def _transfer_beats_seeing(by_key: dict[FlagKey, list[CellRow]]) -> list[Finding
     return out
 
 
+def _query_beats_gradient(final: list[CellRow]) -> list[Finding]:
+    """A query attack's cell beats every gradient attack's cell (any threat, any sources) on the same target,
+    defense and budget: the gradients it could have used are likely masked. Like is matched with like by the
+    cells' clean key (same samples, weights and purifier), so a query suite is compared with a gradient suite
+    on the same data (a suite with a query threat holds no gradient attack: the threat refuses one)."""
+    gradient: dict[tuple[str, str, float], list[CellRow]] = defaultdict(list)
+    for c in final:
+        if not c.query_attack and c.eps > 0:
+            gradient[c.clean_key, c.norm, c.eps].append(c)
+    out = []
+    for c in final:
+        rivals = gradient.get((c.clean_key, c.norm, c.eps), []) if c.query_attack else []
+        if rivals and all(_worse(c.value, r.value) for r in rivals):
+            strongest = min(rivals, key=lambda r: (r.value, r.threat, r.attack))
+            out.append(_finding("query>gradient", (c.suite, c.target, c.defense, c.threat),
+                                f"at eps {c.eps:g} {_where(c)} ({c.access}) {c.value:.3f} beats every gradient "
+                                f"attack, the strongest {_where(strongest)} ({strongest.threat}) "
+                                f"{strongest.value:.3f}"))
+    return out
+
+
+def _not_converged(cells: list[CellRow]) -> list[Finding]:
+    """A metric-versus-iterations (or queries) curve of one attack at one budget still falls by more than
+    ``CONVERGENCE_TOLERANCE`` between its last two checkpoints."""
+    curves: dict[tuple[CurveKey, float], list[CellRow]] = defaultdict(list)
+    for c in cells:
+        if c.eps > 0:
+            curves[key_of(c), c.eps].append(c)
+    out = []
+    for (_, eps), pts in curves.items():
+        if len(pts) < 2:
+            continue
+        a, b = sorted(pts, key=lambda c: c.steps)[-2:]
+        if a.value - b.value > CONVERGENCE_TOLERANCE:
+            unit = "queries" if b.query_attack else "steps"
+            out.append(_finding("not-converged", (b.suite, b.target, b.defense, b.threat),
+                                f"at eps {eps:g} {_where(b)} still falls from {a.value:.3f} at {a.steps} {unit} to "
+                                f"{b.value:.3f} at {b.steps}"))
+    return out
+
+
 def sanity_findings(cells: list[CellRow], clean: dict[tuple[str, str, str], float]) -> list[Finding]:
     """Every raised flag with its comparison; ``clean`` maps (suite, target, defense) to the clean metric."""
     curves: dict[FlagKey, list[CellRow]] = defaultdict(list)
@@ -140,7 +189,8 @@ def sanity_findings(cells: list[CellRow], clean: dict[tuple[str, str, str], floa
         out += _no_fall(key, group, clean.get(key[:3]))
         out += _single_step(key, group)
         out += _non_monotone(key, curves[key])
-    return out + _transfer_beats_seeing(by_key)
+    return (out + _transfer_beats_seeing(by_key) + _query_beats_gradient(final_cells(cells))
+            + _not_converged(cells))
 
 
 def sanity_flags(cells: list[CellRow], clean: dict[tuple[str, str, str], float]) -> dict[FlagKey, list[str]]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -37,13 +37,16 @@ class ShardResult:
     forwards: int
     seconds: float
     eval_seconds: float
+    queries_at: dict[int, int] = field(default_factory=dict)  # model queries up to each checkpoint (query attacks)
+    queries: int = 0
 
     def to_bytes(self) -> bytes:
         """The result as an ``.npz`` blob (arrays plus a JSON header; loads without unpickling)."""
         arrays = {f"o|{k}|{t}|{d}": v for (k, t, d), v in self.outcomes.items()}
         arrays.update({f"p|{k}|{name}": v for (k, name), v in self.pairs.items()})
         meta = {"cost": {str(k): v for k, v in self.cost.items()}, "grad_evals": self.grad_evals,
-                "forwards": self.forwards, "seconds": self.seconds, "eval_seconds": self.eval_seconds}
+                "forwards": self.forwards, "seconds": self.seconds, "eval_seconds": self.eval_seconds,
+                "queries_at": {str(k): v for k, v in self.queries_at.items()}, "queries": self.queries}
         buf = io.BytesIO()
         np.savez_compressed(buf, __meta__=np.array(json.dumps(meta)), **arrays)
         return buf.getvalue()
@@ -62,7 +65,8 @@ class ShardResult:
                     k, metric = rest.split("|", 1)
                     pairs[int(k), metric] = z[name]
         return cls(job, outcomes, pairs, {int(k): v for k, v in meta["cost"].items()}, meta["grad_evals"],
-                   meta["forwards"], meta["seconds"], meta["eval_seconds"])
+                   meta["forwards"], meta["seconds"], meta["eval_seconds"],
+                   {int(k): v for k, v in meta["queries_at"].items()}, meta["queries"])
 
 
 def plan_shards(suite: int, unit: str, n: int, shard_samples: int, batch_size: int) -> list[ShardJob]:

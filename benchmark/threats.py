@@ -1,5 +1,5 @@
-"""Threat models as registered objects: which models an attack differentiates, how its units are planned,
-and what its results should look like.
+"""Threat models as registered objects: which models an attack differentiates or queries, how its units are
+planned, and what its results should look like.
 
 Every other module asks a ``Threat`` instead of comparing threat names, so a new threat (a query threat,
 say) is one ``register_threat`` call here and nothing anywhere else.
@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING
 
 from torch import nn
 
+from robustgrid.attacks.base import ACCESS
 from robustgrid.core import Registry, RobustgridError, check_choice
 from robustgrid.defenses import Defended, Purifier, bpda
+from robustgrid.models.oracle import DecisionOracle, ScoreOracle
 
 if TYPE_CHECKING:
     from robustgrid.benchmark.config import Suite
@@ -24,10 +26,11 @@ if TYPE_CHECKING:
 SOURCE_PLANS = ("each-target", "transfer-groups")  # one unit per target alone, or per [suite.transfer] group
 EVAL_TARGETS = ("sources", "others")               # the attacked targets themselves, or every non-source target
 EVAL_DEFENSES = ("bare", "purifiers", "all", "attacked")  # no purifier, every real one, all, the attacked one
+ORACLES = {"score": ScoreOracle, "decision": DecisionOracle}  # what a query threat shows its attack of a model
 
 
 def exact(purifier: Purifier) -> Purifier:
-    """The purifier itself in the attack's graph: its exact gradient."""
+    """The purifier itself in what the attack differentiates (its exact gradient) or queries."""
     return purifier
 
 
@@ -50,12 +53,22 @@ class Threat:
     expected_to_fall: bool = True       # should the metric approach 0 at the largest budget (the no-fall flag)?
     sees_model: bool = True             # does the attack use the evaluated target itself (the transfer>wb flag)?
     default: bool = False               # a suite without a threats key runs the default threats
+    access: str = "gradient"            # ACCESS: what the attack gets of a model (gradients, outputs, top-1 label)
+    also_bare: bool = False             # a per-defense threat that also attacks the undefended target ("none")
+    tasks: tuple[str, ...] | None = None  # the suite tasks it applies to (None: every task)
 
     def __post_init__(self) -> None:
         what = f"threat {self.name!r}"
         check_choice(what, "source_plan", self.source_plan, SOURCE_PLANS)
         check_choice(what, "evaluated_on", self.evaluated_on, EVAL_TARGETS)
         check_choice(what, "evaluated_behind", self.evaluated_behind, EVAL_DEFENSES)
+        check_choice(what, "access", self.access, ACCESS)
+        if self.access != "gradient" and (self.eot or self.needs_differentiable):
+            raise RobustgridError(f"{what}: a threat with {self.access} access gives no gradient, so it cannot "
+                                  "average gradients (eot) or need a differentiable purifier")
+        if self.also_bare and not self.per_defense:
+            raise RobustgridError(f"{what}: also_bare adds the undefended target to the purifiers an attack sees "
+                                  "(purifier_in_graph), so it needs one")
         if (self.evaluated_behind == "attacked") != self.per_defense:
             raise RobustgridError(f"{what}: an attack that differentiates a purifier is evaluated behind that "
                                   "purifier (evaluated_behind='attacked'), and only such an attack")
@@ -71,7 +84,16 @@ class Threat:
     @property
     def needs_defense(self) -> bool:
         """Is the threat meaningless without a defense other than ``none``?"""
-        return self.evaluated_behind in ("purifiers", "attacked")
+        return self.evaluated_behind == "purifiers" or (self.per_defense and not self.also_bare)
+
+    @property
+    def queries(self) -> bool:
+        """Does its attack only query the model (score or decision access), never differentiate it?"""
+        return self.access != "gradient"
+
+    def grants(self, access: str) -> bool:
+        """Can an attack needing ``access`` run under this threat (weaker access than the attack needs: no)?"""
+        return ACCESS.index(access) >= ACCESS.index(self.access)
 
     @property
     def cross_model(self) -> bool:
@@ -90,10 +112,11 @@ class Threat:
         return suite.sources
 
     def unit_defenses(self, suite: Suite) -> tuple[str, ...]:
-        """The defense each of its units attacks through: every real purifier, or none."""
+        """The defense each of its units attacks through: every real purifier (and the bare target where
+        ``also_bare``), or none."""
         if not self.per_defense:
             return ("none",)
-        return tuple(d.name for d in suite.defenses if d.name != "none")
+        return tuple(d.name for d in suite.defenses if self.also_bare or d.name != "none")
 
     def evaluations(self, suite: Suite, sources: tuple[str, ...], defense: str) -> list[tuple[str, str]]:
         """The (target, defense) pairs that evaluate a unit made on ``sources`` through ``defense``."""
@@ -106,12 +129,14 @@ class Threat:
 
     def attack_modules(self, targets: Mapping[str, Target], purifiers: Mapping[str, Purifier],
                        unit: Unit) -> list[nn.Module]:
-        """The modules the unit's attack differentiates: its sources, behind its purifier if the threat sees it."""
-        bare = [targets[s].module for s in unit.sources]
-        if self.purifier_in_graph is None:
-            return bare
-        wrapped = self.purifier_in_graph(purifiers[unit.defense])
-        return [Defended(m, wrapped) for m in bare]
+        """The modules the unit's attack differentiates or queries: its sources, behind its purifier if the threat
+        sees it, seen through an oracle (outputs or labels, no gradient) under a query threat."""
+        modules = [targets[s].module for s in unit.sources]
+        if self.purifier_in_graph is not None and unit.defense != "none":
+            wrapped = self.purifier_in_graph(purifiers[unit.defense])
+            modules = [Defended(m, wrapped) for m in modules]
+        oracle = ORACLES.get(self.access)
+        return modules if oracle is None else [oracle(m) for m in modules]
 
     def allows_early_stop(self, randomized: bool) -> bool:
         """Success on the attack's models is success on the evaluated one only for these threats, and only
@@ -125,10 +150,24 @@ class Threat:
     def check_purifier(self, where: str, defense: str, purifier: Purifier) -> None:
         """Refuse a purifier the threat cannot attack (no exact gradient where one is needed)."""
         if self.needs_differentiable and defense != "none" and not purifier.differentiable:
-            instead = [t.name for t in threats_in_order() if t.per_defense and not t.needs_differentiable]
+            instead = [t.name for t in threats_in_order()  # the threats the same (gradient) attack can run under
+                       if t.per_defense and not t.needs_differentiable and t.grants("gradient")]
             hint = f" (use {', '.join(repr(n) for n in instead)})" if instead else ""
             raise RobustgridError(f"{where}: threat {self.name!r} needs a differentiable purifier; {defense!r} is "
                                   f"not{hint}")
+
+    def check_attack(self, where: str, attack: str, access: str) -> None:
+        """Refuse an attack that needs more of the model than the threat shows (a gradient attack under score)."""
+        if not self.grants(access):
+            under = [t.name for t in threats_in_order() if t.grants(access)]
+            raise RobustgridError(f"{where}: attack {attack!r} needs {access} access, threat {self.name!r} gives "
+                                  f"{self.access} access only; {attack!r} can run under {', '.join(under)}")
+
+    def check_task(self, where: str, task: str) -> None:
+        """Refuse a suite whose task the threat does not apply to (decision access needs a top-1 label)."""
+        if self.tasks is not None and task not in self.tasks:
+            raise RobustgridError(f"{where}: threat {self.name!r} is for {', '.join(self.tasks)} suites only, "
+                                  f"not {task}")
 
 
 THREATS: Registry[Threat] = Registry("threat")
@@ -209,3 +248,13 @@ register_threat(Threat(
     "transfer", "examples made on the suite's transfer sources, evaluated on every other target and defense",
     column=4, rank=4, source_plan="transfer-groups", evaluated_on="others", evaluated_behind="all", early_stop=False,
     expected_to_fall=False, sees_model=False))
+# Query threats: the attack sees a model only through an oracle, so they run behind any purifier, differentiable or
+# not. Not expected to fall: a query budget may be too small to break a model (the not-converged flag says so).
+register_threat(Threat(
+    "score", "the attack queries only the target's outputs, bare and behind each purifier; no gradient",
+    column=5, rank=5, evaluated_behind="attacked", purifier_in_graph=exact, also_bare=True, access="score",
+    expected_to_fall=False))
+register_threat(Threat(
+    "decision", "the attack queries only the target's top-1 label, bare and behind each purifier (classification)",
+    column=6, rank=6, evaluated_behind="attacked", purifier_in_graph=exact, also_bare=True, access="decision",
+    expected_to_fall=False, tasks=("classification",)))

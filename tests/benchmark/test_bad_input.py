@@ -147,3 +147,54 @@ def test_a_value_of_the_wrong_shape_is_a_one_line_error(small_config, path, valu
     with pytest.raises(RobustgridError) as info:
         parse_config(mutate(small_config, path, value))
     assert str(info.value).startswith(message) and "\n" not in str(info.value)
+
+
+QUERY_SUITE = """
+seed = 0
+
+[[suite]]
+task = "{task}"
+dataset = {{ name = "{dataset}", split = "test", size = 8 }}
+targets = ["{target}"]
+threats = {threats}
+budget = {{ eps = [0.0, 0.1], checkpoints = {checkpoints} }}
+batch_size = 8
+
+[[suite.attacks]]
+name = "{attack}"
+steps = {steps}
+"""
+QUERY_DEFAULTS = {"task": "classification", "dataset": "fashion-mnist", "target": "fmnist-resnet",
+                  "threats": '["score"]', "checkpoints": "[2]", "attack": "test-random-search", "steps": 4}
+GRADIENT_ONLY = "whitebox, blind, bpda, adaptive, transfer"
+QUERY_CASES = [
+    ({"steps": 0}, "suite 1 attack 1 (test-random-search): steps must be an integer >= 1, got 0"),
+    ({"task": "segmentation", "dataset": "fmnist-scenes", "target": "scenes-fpn", "threats": '["decision"]',
+      "attack": "test-flip-search"},
+     "suite 1: threat 'decision' is for classification suites only, not segmentation"),
+    ({"task": "iqa", "dataset": "skimage-iqa", "target": "iqa-cnniqa", "threats": '["whitebox", "decision"]',
+      "attack": "test-flip-search"},
+     "suite 1: threat 'decision' is for classification suites only, not iqa"),
+    ({"checkpoints": "[2, 5]"}, "suite 1: checkpoint 5 is beyond every attack's steps; valid checkpoints: 1..4"),
+    ({"attack": "pgd", "threats": '["whitebox", "score"]'},
+     f"suite 'classification': attack 'pgd' needs gradient access, threat 'score' gives score access only; 'pgd' "
+     f"can run under {GRADIENT_ONLY}"),
+    ({"threats": '["decision"]'},
+     f"suite 'classification': attack 'test-random-search' needs score access, threat 'decision' gives decision "
+     f"access only; 'test-random-search' can run under {GRADIENT_ONLY}, score"),
+]
+
+
+@pytest.mark.parametrize("changes, message", QUERY_CASES, ids=[m[:50] for _, m in QUERY_CASES])
+def test_bad_query_input_through_the_cli_is_one_line_exit_2_and_writes_nothing(changes, message, tmp_path,
+                                                                               monkeypatch, capsys):
+    from robustgrid.benchmark.cli import main
+    from tests.benchmark import query_attacks
+
+    query_attacks.register(monkeypatch)
+    cfg = tmp_path / "q.toml"
+    cfg.write_text(QUERY_SUITE.format(**{**QUERY_DEFAULTS, **changes}), encoding="utf-8")
+    out = tmp_path / "out"
+    assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 2
+    assert capsys.readouterr().err.splitlines() == [f"robustgrid: error: {message}"]
+    assert not out.exists()

@@ -13,11 +13,11 @@ from robustgrid.benchmark.records import CELLS, TABLES, CellRow, ProvenanceRow, 
 
 
 def _cell(**changes) -> CellRow:
-    base = CellRow(suite="s", task="classification", dataset="fashion-mnist:test:ab", attack="pgd",
+    base = CellRow(suite="s", task="classification", dataset="fashion-mnist:test:ab", attack="pgd", access="gradient",
                    sources=("fmnist-resnet", "fmnist-mobilenet"), threat="transfer", norm="linf", eps=0.1, steps=4,
                    target="fmnist-vit", defense="none", metric="accuracy", value=0.25, n=32,
-                   grad_evals=np.int64(64), naive_grad_evals=128, seed=7, key="k1", unit="u1", attack_spec="{}",
-                   eval_seconds=0.5, clean_key="ab|vit", provenance="p1", created=1.0,
+                   grad_evals=np.int64(64), naive_grad_evals=128, queries=0, seed=7, key="k1", unit="u1",
+                   attack_spec="{}", eval_seconds=0.5, clean_key="ab|vit", provenance="p1", created=1.0,
                    metrics={"accuracy": 0.25, "attack_success_rate": 0.7})
     return dataclasses.replace(base, **changes)
 
@@ -67,9 +67,10 @@ def test_csv_columns_are_the_fields_not_marked_csv_false():
     hidden = {f.name for f in dataclasses.fields(CellRow) if not f.metadata.get("csv", True)}
     assert hidden == {"unit", "attack_spec", "eval_seconds", "clean_key", "provenance", "created"}
     names = [c.name for c in CELLS.csv_columns()]
-    assert names[:5] == ["suite", "task", "dataset", "attack", "sources"] and names[-1] == "key"
+    assert names[:6] == ["suite", "task", "dataset", "attack", "access", "sources"] and names[-1] == "key"
+    assert names[names.index("grad_evals"):names.index("seed")] == ["grad_evals", "naive_grad_evals", "queries"]
     assert not hidden & set(names) and "metrics" not in names
-    assert [c.to_csv(getattr(_cell(), c.name)) for c in CELLS.csv_columns()][4] == "fmnist-resnet+fmnist-mobilenet"
+    assert [c.to_csv(getattr(_cell(), c.name)) for c in CELLS.csv_columns()][5] == "fmnist-resnet+fmnist-mobilenet"
 
 
 def test_provenance_id_hashes_the_suite_and_its_record():

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 from robustgrid.benchmark.records import CellRow
-from robustgrid.benchmark.sanity import TOLERANCE, sanity_findings, sanity_flags
+from robustgrid.benchmark.sanity import CONVERGENCE_TOLERANCE, FLAGS, TOLERANCE, sanity_findings, sanity_flags
 
-STEPS = {"fgsm": 1, "pgd": 10, "mifgsm": 10}
+STEPS = {"fgsm": 1, "pgd": 10, "mifgsm": 10, "square": 100, "hsj": 100}
+ACCESS = {"square": "score", "hsj": "decision"}  # query attacks (steps count queries); the others take gradients
 CLEAN = 0.9
 
 
 def cell(threat: str, attack: str, eps: float, value: float, *, target: str = "t", defense: str = "none",
-         sources: tuple[str, ...] | None = None, suite: str = "s") -> CellRow:
-    """A final-iterate cell; white-box-like threats attack the target itself unless ``sources`` says otherwise."""
+         sources: tuple[str, ...] | None = None, suite: str = "s", steps: int | None = None) -> CellRow:
+    """A final-iterate cell (or the checkpoint ``steps``); white-box-like threats attack the target itself unless
+    ``sources`` says otherwise."""
     sources = (target,) if sources is None else sources
-    key = f"{suite}|{threat}|{attack}|{'+'.join(sources)}|{target}|{defense}|{eps}"
+    key = f"{suite}|{threat}|{attack}|{'+'.join(sources)}|{target}|{defense}|{eps}|{steps}"
     return CellRow(key=key, unit=key, suite=suite, task="classification", dataset="d", attack=attack,
-                   attack_spec="{}", sources=sources, threat=threat, norm="linf", eps=eps, steps=STEPS[attack],
+                   access=ACCESS.get(attack, "gradient"), queries=0,
+                   attack_spec="{}", sources=sources, threat=threat, norm="linf", eps=eps, steps=steps or STEPS[attack],
                    target=target, defense=defense, seed=0, metric="accuracy", value=value, n=100, grad_evals=0,
-                   naive_grad_evals=0, eval_seconds=0.0, clean_key="c", provenance="p", created=0.0,
+                   naive_grad_evals=0, eval_seconds=0.0, clean_key=f"c|{target}|{defense}", provenance="p", created=0.0,
                    metrics={})
 
 
@@ -147,3 +150,69 @@ def test_flags_are_kept_per_suite_target_defense_and_threat():
              *curve("blind", "pgd", {0.1: 0.2, 0.2: 0.4}, defense="g"),  # non-monotone
              *curve("whitebox", "pgd", {0.2: 0.1}, suite="other")]   # silent
     assert flags(cells) == {("s", "t", "none", "whitebox"): ["no-fall"], ("s", "t", "g", "blind"): ["non-monotone"]}
+
+
+# --- query>gradient ---------------------------------------------------------------------------------------------
+
+def test_query_attack_beating_every_gradient_attack_on_the_same_target_defense_and_budget_is_raised():
+    cells = [*curve("score", "square", {0.1: 0.1}), *curve("whitebox", "pgd", {0.1: 0.5}),
+             *curve("whitebox", "fgsm", {0.1: 0.6})]
+    assert raised(cells, "query>gradient") == {("s", "t", "none", "score")}
+    (finding,) = [f for f in sanity_findings(cells, {("s", "t", "none"): CLEAN}) if f.flag == "query>gradient"]
+    assert finding.detail == ("at eps 0.1 square <- t (score) 0.100 beats every gradient attack, the strongest "
+                              "pgd <- t (whitebox) 0.500")
+    # behind a purifier, and from a query attack run under a gradient threat, just the same
+    cells = [*curve("decision", "hsj", {0.1: 0.2}, defense="g"), *curve("bpda", "pgd", {0.1: 0.5}, defense="g"),
+             *curve("whitebox", "square", {0.1: 0.1}), *curve("whitebox", "pgd", {0.1: 0.4})]
+    assert raised(cells, "query>gradient") == {("s", "t", "g", "decision"), ("s", "t", "none", "whitebox")}
+
+
+def test_query_attack_compared_with_the_gradient_attacks_of_another_suite_on_the_same_data():
+    """A suite with a query threat holds no gradient attack: the gradient suite on the same clean key is the rival."""
+    cells = [*curve("score", "square", {0.1: 0.1}, suite="q"), *curve("whitebox", "pgd", {0.1: 0.5}, suite="g")]
+    assert raised(cells, "query>gradient") == {("q", "t", "none", "score")}
+
+
+def test_query_attack_not_beating_every_gradient_attack_or_not_like_with_like_is_silent():
+    within = [*curve("score", "square", {0.1: 0.3}), *curve("whitebox", "pgd", {0.1: 0.3 + TOLERANCE / 2})]
+    one_stronger = [*curve("score", "square", {0.1: 0.3}), *curve("whitebox", "fgsm", {0.1: 0.6}),
+                    *curve("adaptive", "pgd", {0.1: 0.2})]
+    other_defense = [*curve("score", "square", {0.1: 0.1}, defense="g"), *curve("whitebox", "pgd", {0.1: 0.5})]
+    other_budget = [*curve("score", "square", {0.2: 0.1}), *curve("whitebox", "pgd", {0.1: 0.5})]
+    other_target = [*curve("score", "square", {0.1: 0.1}, target="u"), *curve("whitebox", "pgd", {0.1: 0.5})]
+    no_gradient = [*curve("score", "square", {0.1: 0.1}), *curve("decision", "hsj", {0.1: 0.5})]
+    for cells in (within, one_stronger, other_defense, other_budget, other_target, no_gradient):
+        assert raised(cells, "query>gradient") == set()
+
+
+# --- not-converged ----------------------------------------------------------------------------------------------
+
+def steps_curve(threat: str, attack: str, eps: float, values: dict[int, float], **kw) -> list[CellRow]:
+    """One metric-versus-iterations (or queries) curve: checkpoint -> value at one budget."""
+    return [cell(threat, attack, eps, v, steps=k, **kw) for k, v in values.items()]
+
+
+def test_a_curve_still_falling_between_its_last_two_checkpoints_is_not_converged():
+    cells = steps_curve("whitebox", "pgd", 0.1, {1: 0.6, 5: 0.4, 10: 0.3})
+    assert raised(cells, "not-converged") == {("s", "t", "none", "whitebox")}
+    cells = steps_curve("score", "square", 0.1, {50: 0.7, 100: 0.6}, defense="g")
+    (finding,) = [f for f in sanity_findings(cells, {}) if f.flag == "not-converged"]
+    assert finding.key == ("s", "t", "g", "score")
+    assert finding.detail == "at eps 0.1 square <- t still falls from 0.700 at 50 queries to 0.600 at 100"
+
+
+def test_a_flat_rising_or_single_checkpoint_curve_is_converged():
+    flat = steps_curve("whitebox", "pgd", 0.1, {1: 0.6, 5: 0.3, 10: 0.3 - CONVERGENCE_TOLERANCE / 2})
+    rising = steps_curve("whitebox", "pgd", 0.1, {5: 0.3, 10: 0.35})  # worse at the end: noise, not convergence
+    single = steps_curve("whitebox", "fgsm", 0.1, {1: 0.2})
+    # the fall before the last checkpoint does not count (flat), nor the falls of two curves added up (mixed)
+    mixed = [*steps_curve("whitebox", "pgd", 0.1, {1: 0.6, 10: 0.59}),
+             *steps_curve("whitebox", "pgd", 0.2, {1: 0.5, 10: 0.49}),
+             *steps_curve("whitebox", "mifgsm", 0.1, {1: 0.9, 10: 0.9})]
+    for cells in (flat, rising, single, mixed):
+        assert raised(cells, "not-converged") == set()
+
+
+def test_the_legend_documents_both_new_flags_with_the_tolerance():
+    assert "masked gradients" in FLAGS["query>gradient"]
+    assert f"more than {CONVERGENCE_TOLERANCE:g} between its last two checkpoints" in FLAGS["not-converged"]

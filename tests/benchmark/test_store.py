@@ -110,6 +110,30 @@ def test_report_and_cli_on_an_old_store_write_nothing_and_exit_two(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
+# version 3, the schema before cells and units recorded queries and access: its cells table lacks both columns
+V3_CELLS = """
+CREATE TABLE cells (suite TEXT NOT NULL, task TEXT NOT NULL, dataset TEXT NOT NULL, attack TEXT NOT NULL,
+    sources TEXT NOT NULL, threat TEXT NOT NULL, norm TEXT NOT NULL, eps REAL NOT NULL, steps INTEGER NOT NULL,
+    target TEXT NOT NULL, defense TEXT NOT NULL, metric TEXT NOT NULL, value REAL, n INTEGER NOT NULL,
+    grad_evals INTEGER NOT NULL, naive_grad_evals INTEGER NOT NULL, seed INTEGER NOT NULL, key TEXT NOT NULL,
+    unit TEXT NOT NULL, attack_spec TEXT NOT NULL, eval_seconds REAL NOT NULL, clean_key TEXT NOT NULL,
+    provenance TEXT NOT NULL, created REAL NOT NULL, PRIMARY KEY (key));
+PRAGMA user_version = 3;
+"""
+
+
+@pytest.mark.parametrize("readonly", [False, True])
+def test_a_store_from_before_query_counts_is_refused_in_one_line(tmp_path, readonly):
+    path = tmp_path / "cells.sqlite"
+    sqlite3.connect(path).executescript(V3_CELLS).close()
+    before = fingerprint(path)
+    with pytest.raises(RobustgridError) as info:
+        Store(path, readonly=readonly)
+    assert str(info.value) == (f"store {path} has schema version 3, this robustgrid reads version 4; re-run the "
+                               "grid into a new --out folder")
+    assert fingerprint(path) == before
+
+
 def test_a_newer_schema_and_a_foreign_file_are_refused(tmp_path):
     newer = tmp_path / "newer.sqlite"
     Store(newer).close()

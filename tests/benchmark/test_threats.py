@@ -14,8 +14,10 @@ from robustgrid.benchmark.cli import main
 from robustgrid.benchmark.config import AttackSpec
 from robustgrid.benchmark.planner import Unit, plan_suite
 from robustgrid.benchmark.threats import (
+    ORACLES,
     THREATS,
     Threat,
+    exact,
     get_threat,
     list_threats,
     register_threat,
@@ -26,8 +28,9 @@ from robustgrid.core import RobustgridError
 from robustgrid.defenses import build_defense
 from robustgrid.defenses.base import Purifier
 from robustgrid.models.target import Target
+from tests.benchmark import query_attacks
 
-NAMES = ("whitebox", "transfer", "blind", "bpda", "adaptive")
+NAMES = ("whitebox", "transfer", "blind", "bpda", "adaptive", "score", "decision")
 
 
 @pytest.fixture
@@ -48,9 +51,11 @@ def _identity(suite):
     return ids | {f"defense:{d.name}": f"p-{d.name}" for d in suite.defenses}
 
 
-def test_the_five_threats_in_leaderboard_order_and_ranking_preference():
-    assert [t.name for t in threats_in_order()] == ["whitebox", "blind", "bpda", "adaptive", "transfer"]
-    assert [t.name for t in threats_by_rank()] == ["adaptive", "whitebox", "bpda", "blind", "transfer"]
+def test_the_seven_threats_in_leaderboard_order_and_ranking_preference():
+    assert [t.name for t in threats_in_order()] == ["whitebox", "blind", "bpda", "adaptive", "transfer", "score",
+                                                   "decision"]
+    assert [t.name for t in threats_by_rank()] == ["adaptive", "whitebox", "bpda", "blind", "transfer", "score",
+                                                  "decision"]
     assert [n for n, _ in list_threats()] == [t.name for t in threats_in_order()]
     assert all(desc and "\n" not in desc for _, desc in list_threats())
 
@@ -60,11 +65,12 @@ def test_each_threat_states_what_the_flags_and_the_runner_ask():
     assert {n for n in NAMES if th[n].expected_to_fall} == {"whitebox", "bpda", "adaptive"}
     assert {n for n in NAMES if not th[n].sees_model} == {"transfer"}
     assert {n for n in NAMES if th[n].needs_defense} == {"blind", "bpda", "adaptive"}
-    assert {n for n in NAMES if th[n].per_defense} == {"bpda", "adaptive"}
+    assert {n for n in NAMES if th[n].per_defense} == {"bpda", "adaptive", "score", "decision"}
     assert {n for n in NAMES if th[n].cross_model} == {"transfer"}
     assert {n for n in NAMES if th[n].white_box} == {"whitebox"}
+    assert {n: th[n].access for n in NAMES if th[n].queries} == {"score": "score", "decision": "decision"}
     assert th["blind"].rides_on == "whitebox" and all(th[n].rides_on is None for n in NAMES if n != "blind")
-    assert {n for n in NAMES if th[n].allows_early_stop(randomized=False)} == {"whitebox", "blind", "bpda", "adaptive"}
+    assert {n for n in NAMES if th[n].allows_early_stop(randomized=False)} == set(NAMES) - {"transfer"}
     assert not any(th[n].allows_early_stop(randomized=True) for n in NAMES)
     assert {n: th[n].eot_samples(True, 8) for n in NAMES} == {n: 8 if n == "adaptive" else 1 for n in NAMES}
     assert all(th[n].eot_samples(False, 8) == 1 for n in NAMES)
@@ -161,6 +167,7 @@ def test_cli_lists_every_threat_with_its_description(capsys):
     assert main(["list", "threats"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == len(list_threats())
+    assert {"score", "decision"} <= {line.split()[0] for line in lines}
     for line, (name, desc) in zip(lines, list_threats()):
         assert line.split()[0] == name and line.endswith(desc)
 
@@ -187,3 +194,71 @@ def test_a_badly_stated_threat_is_refused_at_registration(scratch_registry):
     with pytest.raises(RobustgridError, match="threat 'whitebox' is already registered"):
         register_threat(dataclasses.replace(get_threat("whitebox"), description="another whitebox"))
     assert register_threat(get_threat("whitebox")) is get_threat("whitebox")  # the same one again: a no-op
+
+
+# --- the query threats ------------------------------------------------------------------------------------------
+
+def _query_config(threats, attack="test-random-search", defenses=("none", "gaussian", "ncis")):
+    cfg = _suite_config(threats, defenses)
+    cfg["suite"][0]["attacks"] = [{"name": attack, "steps": 4}]
+    return cfg
+
+
+def test_query_threats_plan_a_unit_on_the_bare_target_and_one_behind_each_purifier(monkeypatch):
+    query_attacks.register(monkeypatch)
+    for threat, attack in (("score", "test-random-search"), ("decision", "test-flip-search")):
+        suite = parse_config(_query_config([threat], attack)).suites[0]
+        units = plan_suite(suite, 0, _identity(suite))
+        assert {(u.sources, u.defense) for u in units if u.eps > 0} == {
+            ((t,), d) for t in ("fmnist-resnet", "fmnist-mobilenet") for d in ("none", "gaussian", "ncis")}
+        for u in units:  # evaluated exactly where the attack queried
+            assert u.threat == threat and [(e.target, e.defense, e.threat) for e in u.evals] == [
+                (u.sources[0], u.defense, threat)]
+
+
+def test_query_threats_show_the_attack_an_oracle_of_the_purifier_and_target_pipeline():
+    targets = {"a": _target("a", 0)}
+    purifiers = {"none": build_defense("none"), "halve": _Halve()}
+    f, x = targets["a"].module, torch.rand(5, 1, 4, 4)
+    for threat, reveal in (("score", lambda out: out),
+                           ("decision", lambda out: nn.functional.one_hot(out.argmax(1), 3).float())):
+        (bare,) = get_threat(threat).attack_modules(targets, purifiers, _unit(threat, ("a",), "none"))
+        (behind,) = get_threat(threat).attack_modules(targets, purifiers, _unit(threat, ("a",), "halve"))
+        assert isinstance(bare, ORACLES[threat]) and isinstance(behind, ORACLES[threat])
+        torch.testing.assert_close(bare(x), reveal(f(x)).detach())
+        torch.testing.assert_close(behind(x), reveal(f(x * x / 2)).detach())
+        with pytest.raises(RobustgridError, match=f"^a {threat} oracle answers queries, not gradients"):
+            query_attacks.GradientProbe(eps=0.1, steps=2).run([behind], x, torch.zeros(5, dtype=torch.long),
+                                                              seed=0)
+
+
+def test_query_threats_take_a_purifier_without_gradients():
+    class Rounding(_Halve):
+        differentiable = False
+
+    for name in ("score", "decision"):
+        get_threat(name).check_purifier("suite 's'", "round", Rounding())
+
+
+def test_a_threat_refuses_an_attack_needing_more_access_than_it_gives():
+    for threat, access in (("score", "gradient"), ("decision", "gradient"), ("decision", "score")):
+        with pytest.raises(RobustgridError) as info:
+            get_threat(threat).check_attack("suite 's'", "atk", access)
+        under = {"gradient": "whitebox, blind, bpda, adaptive, transfer",
+                 "score": "whitebox, blind, bpda, adaptive, transfer, score"}[access]
+        assert str(info.value) == (f"suite 's': attack 'atk' needs {access} access, threat {threat!r} gives "
+                                   f"{get_threat(threat).access} access only; 'atk' can run under {under}")
+    for threat in NAMES:  # gradient threats run query attacks too, and a decision attack runs anywhere
+        get_threat(threat).check_attack("suite 's'", "atk", "decision")
+    for threat in ("whitebox", "bpda", "adaptive", "transfer", "score"):
+        get_threat(threat).check_attack("suite 's'", "atk", "score")
+
+
+def test_a_badly_stated_query_threat_is_refused_at_registration():
+    with pytest.raises(RobustgridError, match="threat 'x': access must be one of gradient, score, decision, got 'lab"):
+        Threat("x", "d", column=9, rank=9, access="label")
+    with pytest.raises(RobustgridError, match="threat 'x': a threat with score access gives no gradient, so it"):
+        Threat("x", "d", column=9, rank=9, evaluated_behind="attacked", purifier_in_graph=exact, access="score",
+               eot=True)
+    with pytest.raises(RobustgridError, match="threat 'x': also_bare adds the undefended target"):
+        Threat("x", "d", column=9, rank=9, also_bare=True)
