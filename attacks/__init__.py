@@ -10,6 +10,7 @@ from robustgrid.attacks import (  # noqa: F401
     apgd,
     apgd_t,
     di,
+    fmn,
     mifgsm,
     pgd,
     sega,

@@ -192,7 +192,8 @@ class GradientAttack(Attack):
         if self.norm == "linf":
             delta = torch.clamp(delta, -eps, eps) if isinstance(eps, float) else torch.max(torch.min(delta, eps), -eps)
         else:
-            delta = delta * torch.clamp(eps / flat_norm(delta), max=1.0)
+            norm = flat_norm(delta) if isinstance(eps, float) else flat_norm(delta).clamp_min(1e-12)  # 0/0 at eps 0
+            delta = delta * torch.clamp(eps / norm, max=1.0)
         return torch.clamp(x0 + delta, 0, 1).detach()
 
     def gradient(self, models: list[nn.Module], xa: Tensor, y: Tensor, x0: Tensor, gen: torch.Generator,
