@@ -9,6 +9,7 @@ from __future__ import annotations
 from robustgrid.attacks import (  # noqa: F401
     apgd,
     apgd_t,
+    auto,
     di,
     fmn,
     mifgsm,
