@@ -20,7 +20,7 @@ from robustgrid.attacks.loop import GradientAttack
 from robustgrid.attacks.losses import LOSSES, least_classes, per_sample
 from robustgrid.attacks.passes import run_passes
 from robustgrid.attacks.registry import register_attack
-from robustgrid.core import check_choice, check_int
+from robustgrid.core import RobustgridError, check_choice, check_int
 from robustgrid.models.tasks import Task
 
 RHO, MOMENTUM = 0.75, 0.75
@@ -62,6 +62,15 @@ class APGD(GradientAttack):
         sub = copy.copy(self)
         sub.single = True
         return sub
+
+    def check_run(self, sources: int = 1, checkpoints: Sequence[int] = (), eot_samples: int = 1) -> None:
+        """Checkpoints below ``steps`` only with a single pass: restarts have no common iterates."""
+        super().check_run(sources, checkpoints, eot_samples)
+        early = sorted({k for k in checkpoints if k != self.steps})
+        passes = len(self.passes())
+        if early and passes > 1:
+            raise RobustgridError(f"{self.name}: checkpoints {early} below steps ({self.steps}) need a single pass, "
+                                  f"got {passes} (restarts x target classes); keep only steps")
 
     def run(self, models: Models, x: Tensor, y: Tensor, *, seed: int, eps: float | None = None,
             checkpoints: Sequence[int] = (), on_checkpoint: OnCheckpoint | None = None, early_stop: bool = False,
