@@ -32,6 +32,7 @@ class FMN(GradientAttack):
 
     ``x_adv`` is the smallest adversarial found if its norm is at most the run's eps, else the iterate within eps
     of the largest margin, and x0 where none fooled the model; ``min_norms`` holds the smallest norm (inf: none).
+    A run at eps 0 computes nothing, as every loop attack: its x_adv is x0 and its ``min_norms`` None (not searched).
     """
 
     name = "fmn"

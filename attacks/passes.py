@@ -8,7 +8,7 @@ sample and each keeps the pass with the larger objective. Every forward pass thi
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
@@ -16,10 +16,13 @@ from torch import Tensor, nn
 from robustgrid.attacks.base import AttackResult, Models, OnCheckpoint, as_models
 from robustgrid.core import check_float
 
+if TYPE_CHECKING:
+    from robustgrid.attacks.apgd import APGD
+
 SEED_STRIDE = 104729  # pass p of seed s draws from seed s + p * SEED_STRIDE
 
 
-def score(attack: Any, models: list[nn.Module], x: Tensor, y: Tensor, result: AttackResult) -> tuple[Tensor, Tensor]:
+def score(attack: APGD, models: list[nn.Module], x: Tensor, y: Tensor, result: AttackResult) -> tuple[Tensor, Tensor]:
     """(objective averaged over the sources, fooled every source) of ``x``: gradient-free forwards, counted."""
     with torch.no_grad():
         outs = [m(x) for m in models]
@@ -30,7 +33,7 @@ def score(attack: Any, models: list[nn.Module], x: Tensor, y: Tensor, result: At
     return values, torch.stack([attack.success(o, y) for o in outs]).all(0)
 
 
-def run_passes(attack: Any, models: Models, x: Tensor, y: Tensor, *, seed: int, eps: float | None,
+def run_passes(attack: APGD, models: Models, x: Tensor, y: Tensor, *, seed: int, eps: float | None,
                checkpoints: Sequence[int], on_checkpoint: OnCheckpoint | None, early_stop: bool,
                eot_samples: int) -> AttackResult:
     """Run ``attack.passes()`` in turn and merge them; checkpoints below ``steps`` need a single pass."""
@@ -81,6 +84,11 @@ def run_passes(attack: Any, models: Models, x: Tensor, y: Tensor, *, seed: int, 
         else:
             better = values > best
             result.x_adv[better], best = res.x_adv[better], torch.maximum(values, best)
+    for k in early:
+        if k not in result.checkpoints:  # no sample was left to attack: every iterate is the clean image
+            result.checkpoints[k], result.grad_evals_at[k] = x0.clone(), 0
+            if on_checkpoint is not None:
+                on_checkpoint(k, result.checkpoints[k])
     if attack.steps in checkpoints:
         result.checkpoints[attack.steps] = result.x_adv.clone()
         result.grad_evals_at[attack.steps] = result.grad_evals
