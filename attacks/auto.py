@@ -38,8 +38,9 @@ class Auto(Attack):
         self.n_target_classes = check_int(self.name, "n_target_classes", n_target_classes, 1)
 
     def check_run(self, sources: int = 1, checkpoints: Sequence[int] = (), eot_samples: int = 1) -> None:
-        """Only the whole cascade has an answer: no checkpoints but ``steps``."""
+        """Only the whole cascade has an answer: no checkpoints but ``steps``; every stage must be registered."""
         super().check_run(sources, checkpoints, eot_samples)
+        self.stages()
         early = sorted({k for k in checkpoints if k != self.steps})
         if early:
             raise RobustgridError(f"auto has no iterates at checkpoints {early}; its only checkpoint is steps "
@@ -77,15 +78,17 @@ class Auto(Attack):
         eps = self.eps if eps is None else check_float(self.name, "eps", eps, 0.0)
         x0 = x.detach()
         result = AttackResult(x_adv=x0.clone())
-        stages = self.stages()
+        stages = self.stages() if eps > 0 else []  # eps 0: nothing to attack and nothing paid, as in the loop
         robust = torch.ones(len(x0), dtype=torch.bool, device=x0.device)
-        clean = self.outputs(models, x0, result)
-        damage = None if self.task.success_type else self.damage(models, x0, y, clean, result)
-        if self.task.success_type:  # the clean image already fools every source: nothing to attack
+        clean = self.outputs(models, x0, result) if stages else []
+        damage = None
+        if stages and self.task.success_type:  # the clean image already fools every source: nothing to attack
             robust = ~torch.stack([self.task.success(o, y) for o in clean]).all(0)
+        elif stages:
+            damage = self.damage(models, x0, y, clean, result)
         for s, stage in enumerate(stages):
             idx = robust.nonzero().flatten()
-            if eps == 0 or not len(idx):
+            if not len(idx):
                 break
             res = stage.run(models, x0[idx], y[idx], seed=seed, eps=eps, early_stop=early_stop,
                             eot_samples=eot_samples)
