@@ -40,11 +40,11 @@ class Auto(Attack):
     def check_run(self, sources: int = 1, checkpoints: Sequence[int] = (), eot_samples: int = 1) -> None:
         """Only the whole cascade has an answer: no checkpoints but ``steps``; every stage must be registered."""
         super().check_run(sources, checkpoints, eot_samples)
-        self.stages()
         early = sorted({k for k in checkpoints if k != self.steps})
         if early:
             raise RobustgridError(f"auto has no iterates at checkpoints {early}; its only checkpoint is steps "
                                   f"({self.steps})")
+        self.stages()
 
     def stages(self) -> list[Attack]:
         """The cascade of this task, in order (Square built from the registry by name)."""
