@@ -34,6 +34,7 @@ class AttackResult:
     grad_evals_at: dict[int, int] = field(default_factory=dict)  # cumulative cost at each checkpoint
     queries: int = 0      # model queries of a query attack (score or decision access), summed over images
     queries_at: dict[int, int] = field(default_factory=dict)  # cumulative queries at each query checkpoint
+    min_norms: Tensor | None = None  # minimum-norm attacks: per-sample smallest adversarial norm found (inf: none)
 
 
 def check_budget(what: str, norm: str, eps: float, steps: int) -> tuple[str, float, int]:

@@ -1,14 +1,17 @@
 """The one projected-gradient loop every gradient attack runs (Linf and L2).
 
-Attacks differ only in three hooks: ``view`` (what the sources see each step: DI, region remap,
-Gaussian noise), ``combine`` (how per-source gradients merge) and ``direction`` (gradient to step:
-sign, momentum, L2 normalisation). Projection, random start, early stop, checkpoints and the
-gradient-evaluation counter live here once.
+Attacks differ only in hooks: ``view`` (what the sources see each step: DI, region remap, Gaussian noise),
+``combine`` (how per-source gradients merge), ``direction`` (gradient to step: sign, momentum, L2 normalisation),
+and for the step-size free and minimum-norm attacks ``observe`` (objective values after each pass: APGD's step-size
+schedule and best point, FMN's radius), ``advance`` (the update itself, with per-sample step sizes and radii),
+``current`` and ``finish`` (the answer at a checkpoint and at the end). Projection, random start, early stop,
+checkpoints and the gradient-evaluation counter live here once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -33,6 +36,7 @@ class GradientAttack(Attack):
     """
 
     name = "gradient"
+    freezes_fooled: ClassVar[bool] = True  # early stop applies (a minimum-norm attack keeps shrinking instead)
 
     def __init__(self, *, norm: str = "linf", eps: float = 8 / 255, steps: int = 10,
                  step_size: float | None = None, rel_step_size: float | None = None,
@@ -61,8 +65,41 @@ class GradientAttack(Attack):
         return grad / (flat_norm(grad) + 1e-10)
 
     def init_state(self, x0: Tensor) -> dict[str, Tensor]:
-        """Per-run state of the direction hook (momentum buffers ...), full-batch shaped."""
+        """Per-run state of the hooks (momentum buffers, step sizes, best points ...), full-batch shaped."""
         return {}
+
+    def observe(self, step: int, xa: Tensor, grad: Tensor, values: Tensor, hits: Tensor | None,
+                state: dict[str, Tensor], idx: Tensor) -> tuple[Tensor, Tensor]:
+        """After the pass at ``step``: objective ``values`` and success ``hits`` (None if undefined) of the rows
+        ``idx`` at iterate ``xa``; returns the iterate and gradient to step from (APGD may reset both)."""
+        return xa, grad
+
+    @property
+    def observes(self) -> bool:
+        """Whether ``observe`` is overridden: only then does the pass collect objective values and hits."""
+        return type(self).observe is not GradientAttack.observe
+
+    def advance(self, xa: Tensor, grad: Tensor, x0: Tensor, eps: float, alpha: float, step: int,
+                state: dict[str, Tensor], idx: Tensor) -> Tensor:
+        """The next iterate of rows ``idx``: ``alpha`` along ``direction``, projected (APGD, FMN override it)."""
+        return self.project(xa + alpha * self.direction(grad, state, idx), x0, eps)
+
+    def current(self, xa: Tensor, state: dict[str, Tensor]) -> Tensor:
+        """The run's answer so far, kept at checkpoints: the iterate here (APGD: each sample's best point)."""
+        return xa
+
+    def finish(self, models: list[nn.Module], xa: Tensor, y: Tensor, x0: Tensor, eps: float,
+               state: dict[str, Tensor], result: AttackResult) -> Tensor:
+        """The final answer after the last step (the last iterate here; APGD scores it first)."""
+        return xa
+
+    def labels(self, models: list[nn.Module], x0: Tensor, y: Tensor) -> Tensor:
+        """What ``objective`` compares against (the task's attack labels; APGD-T appends its target classes)."""
+        return self.task.attack_labels(models, x0, y)
+
+    def success(self, outputs: Tensor, y: Tensor) -> Tensor | None:
+        """Per-sample success on ``outputs`` against the attack labels (the task's rule here)."""
+        return self.task.success(outputs, y)
 
     def objective(self, outputs: Tensor, y: Tensor, step: int) -> Tensor:
         """Per-sample value maximised at ``step`` (1-based): the task's objective here; SegPGD reweights it."""
@@ -100,7 +137,7 @@ class GradientAttack(Attack):
         eps = self.eps if eps is None else check_float(self.name, "eps", eps, 0.0)
         gen = torch.Generator(device=x.device).manual_seed(int(seed))
         x0 = x.detach()
-        y = self.task.attack_labels(models, x0, y)
+        y = self.labels(models, x0, y)
         result = AttackResult(x_adv=x0.clone())
         if eps == 0:
             result.checkpoints = {k: x0.clone() for k in checkpoints}
@@ -109,27 +146,31 @@ class GradientAttack(Attack):
         alpha = self.alpha(eps)
         xa = self.start(x0, eps, gen)
         done = torch.zeros(len(x0), dtype=torch.bool, device=x0.device)
-        use_stop = early_stop and self.task.success_type
+        use_stop = early_stop and self.task.success_type and self.freezes_fooled
         draws = self.draws_per_step(eot_samples)
         state = self.init_state(x0)
         for step in range(1, self.steps + 1):
             idx = (~done).nonzero().flatten()
-            if len(idx) == 0:
-                self.record(result, step, xa, checkpoints, on_checkpoint)
-                continue
-            # while no sample has been dropped, slices (views) replace index-gathers on this hot path
-            rows = slice(None) if len(idx) == len(xa) else idx
-            grad, fooled = self.gradient(models, xa[rows], y[rows], x0[rows], gen, result, use_stop, step, draws)
-            if use_stop:
-                done[idx[fooled]] = True  # freeze these at the iterate that fooled the model
-                keep = ~fooled
-                if not bool(keep.all()):
-                    idx, grad = idx[keep], grad[keep]
-                    rows = idx
             if len(idx):
-                step_dir = self.direction(grad, state, idx)
-                xa[rows] = self.project(xa[rows] + alpha * step_dir, x0[rows], eps)
-            self.record(result, step, xa, checkpoints, on_checkpoint)
+                # while no sample has been dropped, slices (views) replace index-gathers on this hot path
+                rows = slice(None) if len(idx) == len(xa) else idx
+                grad, fooled, values = self.gradient(models, xa[rows], y[rows], x0[rows], gen, result, use_stop,
+                                                     step, draws)
+                xr = xa[rows]
+                if values is not None:
+                    xr, grad = self.observe(step, xr, grad, values, fooled, state, idx)
+                if use_stop:
+                    done[idx[fooled]] = True  # freeze these at the iterate that fooled the model
+                    keep = ~fooled
+                    if not bool(keep.all()):
+                        idx, grad, xr = idx[keep], grad[keep], xr[keep]
+                        rows = idx
+                if len(idx):
+                    xa[rows] = self.advance(xr, grad, x0[rows], eps, alpha, step, state, idx)
+            if step == self.steps:
+                xa = self.finish(models, xa, y, x0, eps, state, result)
+            self.record(result, step, xa if step == self.steps else self.current(xa, state), checkpoints,
+                        on_checkpoint)
         result.x_adv = xa
         return result
 
@@ -145,21 +186,27 @@ class GradientAttack(Attack):
             noise = delta * r / flat_norm(delta) * eps
         return torch.clamp(x0 + noise, 0, 1)
 
-    def project(self, xa: Tensor, x0: Tensor, eps: float) -> Tensor:
-        """Back into the eps-ball around x0 and into [0, 1]."""
+    def project(self, xa: Tensor, x0: Tensor, eps: float | Tensor) -> Tensor:
+        """Back into the eps-ball around x0 and into [0, 1]; ``eps`` may be per sample, shaped (B, 1, 1, 1)."""
         delta = xa - x0
         if self.norm == "linf":
-            delta = torch.clamp(delta, -eps, eps)
+            delta = torch.clamp(delta, -eps, eps) if isinstance(eps, float) else torch.max(torch.min(delta, eps), -eps)
         else:
-            delta = delta * torch.clamp(eps / flat_norm(delta), max=1.0)
+            norm = flat_norm(delta) if isinstance(eps, float) else flat_norm(delta).clamp_min(1e-12)  # 0/0 at eps 0
+            delta = delta * torch.clamp(eps / norm, max=1.0)
         return torch.clamp(x0 + delta, 0, 1).detach()
 
     def gradient(self, models: list[nn.Module], xa: Tensor, y: Tensor, x0: Tensor, gen: torch.Generator,
-                 result: AttackResult, use_stop: bool, step: int = 1, draws: int = 1) -> tuple[Tensor, Tensor]:
-        """Mean input gradient of the objective over ``draws`` views per source, combined over the sources,
-        and which samples already fool every source."""
+                 result: AttackResult, use_stop: bool, step: int = 1,
+                 draws: int = 1) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """Mean input gradient of the objective over ``draws`` views per source, combined over the sources;
+        which samples fool every source (when early stop or ``observe`` needs it, else None); and, only when
+        ``observe`` is overridden, the objective values averaged over sources and draws."""
+        observes = self.observes
+        want_hits = (use_stop or observes) and self.task.success_type
         fooled = torch.ones(len(xa), dtype=torch.bool, device=xa.device)
-        check_in_pass = use_stop and not self.transforms_input and draws == 1
+        check_in_pass = want_hits and not self.transforms_input and draws == 1
+        values = torch.zeros(len(xa), device=xa.device) if observes else None
         grads = []
         with torch.enable_grad():
             for model in models:
@@ -169,16 +216,21 @@ class GradientAttack(Attack):
                     xs, ys = self.view(xv, y, gen)
                     out = model(xs)
                     if check_in_pass:
-                        fooled &= self.task.success(out.detach(), ys)
-                    g += torch.autograd.grad(self.objective(out, ys, step).sum(), xv)[0]
+                        fooled &= self.success(out.detach(), ys)
+                    obj = self.objective(out, ys, step)
+                    g += torch.autograd.grad(obj.sum(), xv)[0]
                     result.grad_evals += len(xa)
+                    if values is not None:
+                        values += obj.detach() / (draws * len(models))
                 grads.append(g / draws)
-        if use_stop and not check_in_pass:
+        if want_hits and not check_in_pass:
             with torch.no_grad():
                 for model in models:
-                    fooled &= self.task.success(model(xa), y)
+                    fooled &= self.success(model(xa), y)
                     result.forwards += len(xa)
-        return self.combine(grads, x0), (fooled if use_stop else torch.zeros_like(fooled))
+        if use_stop:
+            return self.combine(grads, x0), fooled, values
+        return self.combine(grads, x0), (fooled if want_hits else None), values
 
     @staticmethod
     def record(result: AttackResult, step: int, xa: Tensor, checkpoints: Sequence[int],

@@ -13,13 +13,14 @@ from robustgrid.core import RobustgridError
 # what each attack's view really does: DI resizes and pads, SegTrans remaps blocks, SEGA adds noise when it
 # smooths; TI smooths the gradient (not the input), SegPGD reweights the loss, MI-FGSM adds momentum
 TRANSFORMS_INPUT = {"di", "segtrans", "sega", "sega-nosign", "sega-nomask"}
-IDENTITY_VIEW = {"pgd", "ifgsm", "fgsm", "mifgsm", "ti", "segpgd", "sega-nosmooth"}
+IDENTITY_VIEW = {"pgd", "ifgsm", "fgsm", "mifgsm", "ti", "segpgd", "sega-nosmooth", "apgd", "apgd-t", "fmn"}
+CASCADES = {"auto"}  # runs other attacks in turn, not a loop of its own
 
 
 def test_every_attack_implements_the_contract():
-    assert set(ATTACKS.names()) == TRANSFORMS_INPUT | IDENTITY_VIEW  # a new attack is added to one of the sets
+    assert set(ATTACKS.names()) == TRANSFORMS_INPUT | IDENTITY_VIEW | CASCADES  # a new attack joins one of the sets
     for name in ATTACKS.names():
-        assert isinstance(build_attack(name), GradientAttack)
+        assert isinstance(build_attack(name), Attack if name in CASCADES else GradientAttack)
     adapter = build_attack("torchattacks:PGD")
     assert isinstance(adapter, Attack) and not isinstance(adapter, GradientAttack)  # it runs torchattacks' loop
 

@@ -114,3 +114,21 @@ def test_unknown_attack_lists_close_names():
 def test_bad_images(zoo_resnet, x, message):
     with pytest.raises(RobustgridError, match=message):
         build_attack("pgd")(zoo_resnet.module, x, torch.zeros(len(x), dtype=torch.long))
+
+
+def test_only_attacks_that_observe_pay_for_objective_values(zoo_resnet, fmnist_batch):
+    """PGD keeps the floor (one gradient pass per step, no forwards); APGD's observe sees every pass's values."""
+    x, y = fmnist_batch
+    seen: list[int] = []
+    apgd = build_attack("apgd", eps=0.02, steps=3)
+    observe = apgd.observe
+    apgd.observe = lambda step, xa, grad, values, hits, state, idx: (seen.append(len(values)),
+                                                                       observe(step, xa, grad, values, hits, state,
+                                                                               idx))[1]
+    apgd.run(zoo_resnet.module, x, y, seed=0)
+    robust = int((zoo_resnet.module(x).argmax(1) == y).sum())
+    assert seen == [robust] * 3
+    pgd = build_attack("pgd", eps=0.02, steps=3)
+    assert not pgd.observes and apgd.observes
+    res = pgd.run(zoo_resnet.module, x, y, seed=0)
+    assert res.grad_evals == 3 * len(x) and res.forwards == 0
