@@ -2,9 +2,9 @@
 
 A sample broken at eps is broken at every larger eps (its adversarial example lies in every larger ball), so each
 sample's minimal breaking budget among the sorted epsilons is found by binary search; each probe is one full-steps
-run of the attack (early stop as configured) keeping its checkpoints, so the iteration curves remain. What a budget
-below a sample's minimal one that was not probed reports the monotone closure: the iterate of the largest probe
-below it, whose ball lies inside its own (the clean image where there is none).
+run of the attack (early stop as configured) keeping its checkpoints, so the iteration curves remain. A budget below
+a sample's minimal one that was not probed reports the monotone closure: the iterate of the largest probe below it,
+whose ball lies inside its own (the clean image where there is none).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from robustgrid.attacks import Attack
+from robustgrid.attacks import Attack, GradientAttack
 
 
 @dataclass(frozen=True)
@@ -30,9 +30,10 @@ class Probe:
 
 
 @dataclass(frozen=True)
-class SearchResult:
-    """A batch's search: images per (eps, step) for evaluation, the cost spent per (eps, step), and per sample
-    the index of its minimal breaking budget (-1: broken clean; ``len(budgets)``: never broken)."""
+class Generated:
+    """A batch's examples per (eps, step) for evaluation and the cost spent per (eps, step) (a plain run's too);
+    for a search, the samples probed per eps and each sample's minimal breaking budget index (-1: broken clean;
+    ``len(budgets)``: never broken)."""
 
     images: dict[tuple[float, int], Tensor]
     cost: dict[tuple[float, int], int]
@@ -52,25 +53,30 @@ def fools(models: Sequence[nn.Module], success: Callable[[Tensor, Tensor], Tenso
 
 
 def fooled_at(models: Sequence[nn.Module], success: Callable[[Tensor, Tensor], Tensor], iterates: dict[int, Tensor],
-              y: Tensor, stopped: bool) -> dict[int, Tensor]:
-    """Per checkpoint, which iterates fool every source. Under early stop one forward suffices: a sample is frozen
-    at the first iterate found fooling, so an earlier iterate fools exactly when it equals the last one and that does.
-    """
+              y: Tensor, frozen: bool) -> dict[int, Tensor]:
+    """Per checkpoint, which iterates fool every source. An iterate equal to the last one fools when that does; when
+    the run freezes samples at the first iterate found fooling (``frozen``), no other one does, so one forward
+    suffices; otherwise the others are checked by forwards."""
     last = max(iterates)
     final = fools(models, success, iterates[last], y)
-    if not stopped:
-        return {k: final if k == last else fools(models, success, xk, y) for k, xk in iterates.items()}
-    return {k: final & (xk == iterates[last]).flatten(1).all(1) for k, xk in iterates.items()}
+    out = {}
+    for k, xk in iterates.items():
+        same = (xk == iterates[last]).flatten(1).all(1)
+        out[k] = final & same
+        if not frozen and not bool(same.all()):
+            out[k][~same] = fools(models, success, xk[~same], y[~same])
+    return out
 
 
 def binary_search(attack: Attack, models: Sequence[nn.Module], x: Tensor, y: Tensor, budgets: Sequence[float],
                   checkpoints: Sequence[int], seed: int, early_stop: bool = True,
-                  eot_samples: int = 1) -> SearchResult:
+                  eot_samples: int = 1) -> Generated:
     """Binary search per sample over the sorted positive ``budgets``, then a run at every budget above a sample's
     minimal one that the search skipped (early-stopped, so cheap), so that each budget's iteration curve is the
     attack's own there. The samples of one round that probe the same budget share one run."""
     budgets = sorted(budgets)
     m, n, task = len(budgets), len(x), attack.task
+    frozen = early_stop and task.success_type and isinstance(attack, GradientAttack)  # the loop honours early stop
     broken_clean = fools(models, task.success, x, y)
     closure = _Closure(x, budgets, checkpoints, broken_clean, n * len(models))
     lo = torch.zeros(n, dtype=torch.long, device=x.device)
@@ -80,8 +86,8 @@ def binary_search(attack: Attack, models: Sequence[nn.Module], x: Tensor, y: Ten
     def probe(index: int, rows: Tensor, tag: int) -> Tensor:
         res = attack.run(models, x[rows], y[rows], seed=seed + 104729 * tag + index, eps=budgets[index],
                          checkpoints=checkpoints, early_stop=early_stop, eot_samples=eot_samples)
-        fooled = fooled_at(models, task.success, res.checkpoints, y[rows], early_stop and task.success_type)
-        checks = len(rows) * len(models) * (1 if early_stop else len(checkpoints))
+        fooled = fooled_at(models, task.success, res.checkpoints, y[rows], frozen)
+        checks = len(rows) * len(models) * (1 if frozen else len(checkpoints))
         closure.add(Probe(index, rows, res.checkpoints, fooled, res.grad_evals_at), res.grad_evals,
                     res.forwards + checks)
         return fooled[max(checkpoints)]
@@ -132,6 +138,6 @@ class _Closure:
                 self.broken[e, k][rows] = probe.fooled[k][take]
                 self.owner[e, k][rows] = probe.index
 
-    def result(self, minimal: Tensor) -> SearchResult:
+    def result(self, minimal: Tensor) -> Generated:
         probed = {e: int(self.probed_at[i].sum()) for i, e in enumerate(self.budgets)}
-        return SearchResult(self.images, self.cost, probed, minimal, self.grad_evals, self.forwards)
+        return Generated(self.images, self.cost, probed, minimal, self.grad_evals, self.forwards)

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from robustgrid.attacks import ATTACKS, Attack, build_attack
-from robustgrid.benchmark.budget_search import SearchResult, binary_search
+from robustgrid.benchmark.budget_search import Generated, binary_search
 from robustgrid.benchmark.config import Config, Suite
 from robustgrid.benchmark.curves import PROBED
 from robustgrid.benchmark.executors import (
@@ -207,14 +207,14 @@ def shard_jobs(p: Prepared, suite_index: int, unit: Unit) -> list[ShardJob]:
     return plan_shards(suite_index, unit.key, len(p.data), p.suite.shard_samples, p.suite.batch_size)
 
 
-def generate(p: Prepared, unit: Unit, attack: Attack, options: dict[str, Any], models: list[nn.Module], x: Tensor,
-             y: Tensor, seed: int) -> SearchResult:
+def generate(unit: Unit, attack: Attack, options: dict[str, Any], models: list[nn.Module], x: Tensor, y: Tensor,
+             seed: int) -> Generated:
     """A batch's examples per (eps, checkpoint) and their cost: one run at the unit's eps, or a search unit's
     per-sample budget search."""
     if unit.budgets:
         return binary_search(attack, models, x, y, unit.budgets, unit.checkpoints, seed, **options)
     res = attack.run(models, x, y, seed=seed, eps=unit.eps, checkpoints=unit.checkpoints, **options)
-    return SearchResult({(unit.eps, k): xk for k, xk in res.checkpoints.items()},
+    return Generated({(unit.eps, k): xk for k, xk in res.checkpoints.items()},
                         {(unit.eps, k): c for k, c in res.grad_evals_at.items()}, {}, torch.empty(0),
                         res.grad_evals, res.forwards)
 
@@ -233,7 +233,7 @@ def run_shard(p: Prepared, unit: Unit, job: ShardJob) -> ShardResult:
     start = time.perf_counter()
     for b, (x, y) in enumerate(p.data.batches(p.suite.batch_size, job.start, job.stop), start=job.batch):
         x, y = x.to(p.device), y.to(p.device)
-        res = generate(p, unit, attack, options, models, x, y, unit.seed + b)
+        res = generate(unit, attack, options, models, x, y, unit.seed + b)
         grad_total += res.grad_evals
         forwards += res.forwards
         for e, count in res.probed.items():

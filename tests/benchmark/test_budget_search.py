@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from robustgrid.attacks import build_attack
 from robustgrid.benchmark import parse_config, run_grid
-from robustgrid.benchmark.budget_search import binary_search
+from robustgrid.benchmark.budget_search import binary_search, fooled_at
 from robustgrid.benchmark.curves import PROBED, envelopes, final_cells
 from robustgrid.benchmark.leaderboard import budget_curves
 from robustgrid.benchmark.planner import plan_suite
@@ -43,13 +43,14 @@ def step_attack():
     return build_attack("pgd", eps=max(BUDGETS), steps=max(CHECKPOINTS), step_size=1.0, random_start=False)
 
 
-def test_search_finds_every_samples_minimal_budget():
+@pytest.mark.parametrize("early_stop", [True, False])
+def test_search_finds_every_samples_minimal_budget(early_stop):
     rng = np.random.default_rng(0)
     # thresholds between the budgets, below 0 (broken clean) and above the largest (never broken)
     t = np.concatenate([rng.uniform(0.001, 0.35, 60), [-0.05, -0.01, 0.4, 0.45]])
     t = t[np.abs(t[:, None] - np.array(BUDGETS)[None]).min(1) > 1e-3]
     x, y = threshold_batch(t)
-    res = binary_search(step_attack(), [Threshold()], x, y, BUDGETS, CHECKPOINTS, seed=0)
+    res = binary_search(step_attack(), [Threshold()], x, y, BUDGETS, CHECKPOINTS, seed=0, early_stop=early_stop)
     expected = np.where(t < 0, -1, np.searchsorted(BUDGETS, t, side="right"))
     assert res.minimal.tolist() == expected.tolist()
     model = Threshold()
@@ -171,3 +172,14 @@ def test_shard_results_keep_budget_keys_through_bytes():
     back = ShardResult.from_bytes(job, result.to_bytes())
     assert dataclasses.replace(back, outcomes={}, pairs={}) == dataclasses.replace(result, outcomes={}, pairs={})
     assert back.outcomes.keys() == result.outcomes.keys() and back.pairs.keys() == result.pairs.keys()
+
+
+def test_fooled_at_checks_every_iterate_unless_the_run_froze_them():
+    x_fool, _ = threshold_batch(np.array([-0.1, -0.1]))
+    x_keep, y = threshold_batch(np.array([0.1, 0.1]))
+    iterates = {1: torch.stack([x_fool[0], x_keep[1]]), 2: torch.stack([x_keep[0], x_fool[1]])}
+    model = Threshold()
+    got = fooled_at([model], lambda out, t: out.argmax(1) != t, iterates, y, frozen=False)
+    assert {k: v.tolist() for k, v in got.items()} == {1: [True, False], 2: [False, True]}
+    frozen = fooled_at([model], lambda out, t: out.argmax(1) != t, {1: iterates[2], 2: iterates[2]}, y, frozen=True)
+    assert {k: v.tolist() for k, v in frozen.items()} == {1: [False, True], 2: [False, True]}
