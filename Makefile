@@ -60,7 +60,7 @@ test-slow: $(STAMP) data
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m slow
 
 perf: $(STAMP) data
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m perf tests/perf/test_perf.py --benchmark-enable --benchmark-columns=mean,stddev,rounds
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m perf tests/perf/test_perf.py tests/perf/test_curve_cost.py --benchmark-enable --benchmark-columns=mean,stddev,rounds
 
 # Scale: peak memory on 200 vs 2,000 streamed images, and local vs Ray executors on many shards (docs/scale.md)
 bench-scale: $(STAMP) data

@@ -25,8 +25,9 @@ from robustgrid.defenses import DEFENSES
 from robustgrid.models.data import DATASETS
 from robustgrid.models.device import PRECISIONS
 from robustgrid.models.target import TARGET_PREFIXES, TARGETS
-from robustgrid.models.tasks import TASKS
+from robustgrid.models.tasks import TASKS, build_task
 
+BUDGET_SEARCHES = ("none", "binary")  # how a budget curve is made: one run per epsilon, or a per-sample search
 SHARD_BATCHES = 4  # default shard: four batches (the unit of work, of resumption and of distribution)
 
 
@@ -68,11 +69,14 @@ class AttackSpec:
 
 @dataclass(frozen=True)
 class Budget:
-    """Norm, the epsilons of the budget curve, and the iteration checkpoints of the strength curve."""
+    """Norm, the epsilons of the budget curve, the iteration checkpoints of the strength curve, and how the budget
+    curve is made: ``search = "none"`` one run per epsilon (the plain curve), ``"binary"`` a per-sample binary search
+    over the epsilons (the envelope curve at about log2(B) + 1 runs per sample; success-type tasks only)."""
 
     norm: str
     eps: tuple[float, ...]
     checkpoints: tuple[int, ...] = ()
+    search: str = "none"
 
 
 @dataclass(frozen=True)
@@ -237,7 +241,7 @@ def _suite(t: dict[str, Any], i: int) -> Suite:
             _fail(where, str(exc))
         get_threat(th).check_task(where, task)
     b = _table(t["budget"], where, "budget")
-    _check_keys(b, ("norm", "eps", "checkpoints"), f"{where} budget")
+    _check_keys(b, ("norm", "eps", "checkpoints", "search"), f"{where} budget")
     norm = b.get("norm", "linf")
     if norm not in ("linf", "l2"):
         _fail(where, f"unknown norm {norm!r}; valid: linf, l2")
@@ -246,6 +250,12 @@ def _suite(t: dict[str, Any], i: int) -> Suite:
     if not isinstance(checkpoints, list):
         _fail(where, f"budget checkpoints must be a list of step counts, got {checkpoints!r}")
     checkpoints = tuple(check_int(where, "checkpoint", c, 1) for c in checkpoints)
+    search = b.get("search", "none")
+    if search not in BUDGET_SEARCHES:
+        _fail(where, f"unknown budget search {search!r}; valid: {', '.join(BUDGET_SEARCHES)}")
+    if search != "none" and not build_task(task).success_type:
+        _fail(where, f"budget search {search!r} needs a per-sample success, which task {task!r} has not; "
+                     f"use search = \"none\"")
     attacks = tuple(_attack(a, f"{where} attack {j + 1}")
                     for j, a in enumerate(_nonempty_list(t["attacks"], where, "attacks")))
     labels = [a.label for a in attacks]
@@ -279,7 +289,7 @@ def _suite(t: dict[str, Any], i: int) -> Suite:
     shard = None if shard is None else check_int(where, "shard_size", shard, 1)
     name = check_type(where, "name", t.get("name", task), str)
     return Suite(task=task, dataset=dataset, targets=targets, attacks=attacks,
-                 budget=Budget(norm, eps, checkpoints), defenses=defenses, threats=threats, sources=sources,
+                 budget=Budget(norm, eps, checkpoints, search), defenses=defenses, threats=threats, sources=sources,
                  batch_size=batch, early_stop=early, eot_samples=eot, name=name, shard_size=shard)
 
 

@@ -1,15 +1,20 @@
-"""Curves derived from stored cells: metric vs budget (plain and envelope) and metric vs iterations."""
+"""Curves derived from stored cells: metric vs budget (plain, envelope, and a budget search's), metric vs
+iterations, and robust accuracy from per-sample minimal norms (minimum-norm attacks)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from robustgrid.benchmark.records import CellRow
 from robustgrid.benchmark.store import Store
+from robustgrid.core import RobustgridError
 from robustgrid.models.tasks import build_task
+
+PROBED = "probed"  # a budget search's cell metric: the share of samples the search attacked at the cell's budget
 
 
 @dataclass(frozen=True)
@@ -72,3 +77,29 @@ def budget_curve(cells: list[CellRow], key: CurveKey) -> tuple[list[float], list
 def iteration_curve(cells: list[CellRow], key: CurveKey, eps: float) -> tuple[list[int], list[CellRow]]:
     pts = sorted((c for c in cells if key_of(c) == key and c.eps == eps), key=lambda c: c.steps)
     return [c.steps for c in pts], pts
+
+
+def min_norm_accuracy(norms: np.ndarray, eps: Sequence[float]) -> list[float]:
+    """Robust accuracy at each eps from per-sample minimal adversarial norms (a minimum-norm attack's result).
+
+    A sample is broken at eps exactly when its minimal norm is <= eps (0: misclassified clean; inf or NaN: no
+    adversarial example found, robust at every eps), so the curve is a step function that never rises.
+    """
+    norms = _checked_norms(norms)
+    return [float(np.mean(norms > e)) if len(norms) else float("nan") for e in eps]
+
+
+def min_norm_steps(norms: np.ndarray) -> tuple[list[float], list[float]]:
+    """The whole step curve of :func:`min_norm_accuracy`: each distinct finite norm and the robust accuracy just
+    from it on (from eps 0), for drawing without a grid of budgets."""
+    norms = _checked_norms(norms)
+    points = sorted({0.0, *(float(v) for v in norms[np.isfinite(norms)])})
+    return points, min_norm_accuracy(norms, points)
+
+
+def _checked_norms(norms: np.ndarray) -> np.ndarray:
+    norms = np.asarray(norms, dtype=np.float64).reshape(-1)
+    norms = np.where(np.isnan(norms), np.inf, norms)
+    if (norms < 0).any():
+        raise RobustgridError(f"minimal norms must be >= 0 (inf or NaN: not broken), got {float(norms.min()):g}")
+    return norms

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from robustgrid.benchmark.curves import final_cells
+from robustgrid.benchmark.curves import PROBED, CurveKey, final_cells, key_of
 from robustgrid.benchmark.records import CellRow, ProvenanceRow
 from robustgrid.benchmark.sanity import FLAGS, sanity_flags
 from robustgrid.benchmark.stats import TransferSection, transfer_sections
@@ -104,6 +104,44 @@ class Cost:
 
 
 @dataclass(frozen=True)
+class BudgetCurve:
+    """One budget curve of (attack, sources, threat, target, defense) at the attack's full steps, for the plots.
+
+    ``kind``: "plain" (one run per budget), "envelope" (the plain runs' per-sample envelope), or "search" (the
+    per-sample budget search's envelope, ``budget.search = "binary"``)."""
+
+    attack: str
+    sources: tuple[str, ...]
+    threat: str
+    target: str
+    defense: str
+    kind: str
+    eps: tuple[float, ...]
+    values: tuple[float, ...]
+
+
+def budget_curves(final: Sequence[CellRow], env: Mapping[str, float]) -> tuple[BudgetCurve, ...]:
+    """Every budget curve of the final cells: a search's where its cells come from one, else the plain curve and,
+    for success-type tasks, its envelope. The zero budget (no attack) belongs to every curve."""
+    groups: dict[CurveKey, list[CellRow]] = {}
+    for c in final:
+        groups.setdefault(key_of(c), []).append(c)
+    out = []
+    for key, cells in sorted(groups.items(), key=lambda kv: (kv[0].attack, kv[0].threat, kv[0].sources,
+                                                             kv[0].target, kv[0].defense)):
+        cells = sorted(cells, key=lambda c: c.eps)
+        eps = tuple(c.eps for c in cells)
+        label = (key.attack, key.sources, key.threat, key.target, key.defense)
+        if any(PROBED in c.metrics for c in cells):
+            out.append(BudgetCurve(*label, "search", eps, tuple(c.value for c in cells)))
+            continue
+        out.append(BudgetCurve(*label, "plain", eps, tuple(c.value for c in cells)))
+        if all(c.key in env for c in cells):
+            out.append(BudgetCurve(*label, "envelope", eps, tuple(env[c.key] for c in cells)))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
 class SuiteBoard:
     """One suite's section: ranked rows, the per-attack breakdown, its cost and its plots."""
 
@@ -121,6 +159,7 @@ class SuiteBoard:
     breakdown: tuple[AttackRow, ...]
     cost: Cost
     plots: tuple[str, ...]  # file names, next to the leaderboard
+    curves: tuple[BudgetCurve, ...] = ()  # every budget curve, for the plots
 
     @property
     def worst_label(self) -> str:
@@ -209,7 +248,8 @@ def _suite_board(suite: str, sel: list[CellRow], cost: Cost, env: Mapping[str, f
             value_at.setdefault((c.threat, c.sources, c.target, c.defense, c.attack), c.value)
     breakdown = tuple(AttackRow(*k, tuple(value_at.get((*k, a)) for a in attacks)) for k in combos)
     return SuiteBoard(suite, task_name, sel[0].dataset.split(":")[0], sel[0].n, metric,
-                      task.success_type, columns, rank_eps, ranked, top, attacks, breakdown, cost, tuple(plots))
+                      task.success_type, columns, rank_eps, ranked, top, attacks, breakdown, cost, tuple(plots),
+                      budget_curves(sel, env))
 
 
 def _provenance_lines(cells: list[CellRow], prov: Mapping[str, ProvenanceRow]) -> tuple[ProvenanceLine, ...]:

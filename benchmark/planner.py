@@ -3,7 +3,9 @@
 A generation unit is (attack, sources, threat, defense-if-the-attack-sees-it, eps): its examples serve every
 cell that evaluates them — all checkpoints of the iteration curve, every transfer target, and every
 defense for purifier-blind evaluation. Which units and cells a threat has is the threat's to say
-(``benchmark/threats.py``); the planner only crosses them with attacks and budgets.
+(``benchmark/threats.py``); the planner only crosses them with attacks and budgets. With
+``budget.search = "binary"`` one search unit covers every positive eps of a generation whose source success is
+success (``benchmark/budget_search.py``); the others stay one unit per eps.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import json
 from dataclasses import dataclass
 
 from robustgrid.benchmark.config import AttackSpec, Suite
-from robustgrid.benchmark.threats import generations
+from robustgrid.benchmark.threats import generations, get_threat
 
 
 @dataclass(frozen=True)
@@ -51,12 +53,13 @@ class Unit:
     sources: tuple[str, ...]
     threat: str          # the generating threat (a threat that rides on another has no units of its own)
     defense: str         # the purifier the attack differentiates through ("none" if the threat sees none)
-    eps: float
+    eps: float           # the budget of the run (a search unit's largest)
     checkpoints: tuple[int, ...]
     evals: tuple[Eval, ...]
     cells: tuple[Cell, ...]
     key: str
     seed: int
+    budgets: tuple[float, ...] = ()  # a search unit's sorted positive epsilons; empty: one run at ``eps``
 
 
 def digest(obj: object) -> str:
@@ -64,8 +67,18 @@ def digest(obj: object) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def plan_suite(suite: Suite, seed: int, identity: dict[str, str]) -> list[Unit]:
-    """All generation units of a suite. ``identity`` maps target/defense/dataset names to content hashes."""
+def searched(suite: Suite, threat: str, defense: str, randomized: frozenset[str]) -> bool:
+    """Whether a generation's budget curve comes from the per-sample search: asked for, and success on the attack's
+    models is success on the evaluated ones (the threat allows early stop, the purifier in the graph is fixed); query
+    threats keep one unit per budget, their curve being one of queries."""
+    return (suite.budget.search != "none" and any(e > 0 for e in suite.budget.eps)
+            and get_threat(threat).access == "gradient" and get_threat(threat).allows_early_stop(defense in randomized))
+
+
+def plan_suite(suite: Suite, seed: int, identity: dict[str, str],
+               randomized: frozenset[str] = frozenset()) -> list[Unit]:
+    """All generation units of a suite. ``identity`` maps target/defense/dataset names to content hashes;
+    ``randomized`` names the suite's randomised purifiers (a search cannot run through them)."""
     units: list[Unit] = []
     common = {"suite": suite.name, "task": suite.task, "dataset": identity["dataset"], "seed": seed,
               "norm": suite.budget.norm, "batch_size": suite.batch_size, "eot_samples": suite.eot_samples,
@@ -73,33 +86,49 @@ def plan_suite(suite: Suite, seed: int, identity: dict[str, str]) -> list[Unit]:
     if "compute" in identity:  # a GPU or reduced precision gives other numbers than CPU fp32: keyed apart
         common["compute"] = identity["compute"]
 
-    def add(attack: AttackSpec, sources: tuple[str, ...], threat: str, defense: str, eps: float,
-            evals: list[Eval]) -> None:
+    def add(attack: AttackSpec, sources: tuple[str, ...], threat: str, defense: str, budgets: tuple[float, ...],
+            evals: list[Eval], search: bool = False) -> None:
         if not evals:
             return
         checkpoints = tuple(sorted({k for k in suite.budget.checkpoints if k <= attack.steps} | {attack.steps}))
         unit_id = {**common, "attack": attack.to_json(), "sources": [(s, identity[s]) for s in sources],
-                   "threat": threat, "defense": (defense, identity.get(f"defense:{defense}", "")), "eps": eps}
+                   "threat": threat, "defense": (defense, identity.get(f"defense:{defense}", "")),
+                   "eps": list(budgets) if search else budgets[0]}
+        if search:
+            unit_id["search"] = suite.budget.search
         unit_key = digest(unit_id)
         cells = []
-        for k in checkpoints:
-            for ev in evals:
-                cell_id = {**unit_id, "steps": k, "target": (ev.target, identity[ev.target]),
-                           "eval_defense": (ev.defense, identity.get(f"defense:{ev.defense}", "")),
-                           "eval_threat": ev.threat}
-                cells.append(Cell(suite.name, suite.task, attack, sources, ev.threat, suite.budget.norm, eps, k,
-                                  ev.target, ev.defense, digest(cell_id)))
-        units.append(Unit(suite.name, attack, sources, threat, defense, eps, checkpoints, tuple(evals),
-                          tuple(cells), unit_key, int(unit_key[:8], 16)))
+        for eps in budgets:
+            for k in checkpoints:
+                for ev in evals:
+                    cell_id = {**unit_id, "eps": eps, "steps": k, "target": (ev.target, identity[ev.target]),
+                               "eval_defense": (ev.defense, identity.get(f"defense:{ev.defense}", "")),
+                               "eval_threat": ev.threat}
+                    cells.append(Cell(suite.name, suite.task, attack, sources, ev.threat, suite.budget.norm, eps, k,
+                                      ev.target, ev.defense, digest(cell_id)))
+        units.append(Unit(suite.name, attack, sources, threat, defense, max(budgets), checkpoints, tuple(evals),
+                          tuple(cells), unit_key, int(unit_key[:8], 16), budgets if search else ()))
 
-    plan = generations(suite.threats)
+    def generation_evals() -> list[tuple[str, tuple[str, ...], str, list[Eval]]]:
+        """(threat, sources, defense, evaluations) of every generation, in planning order."""
+        out = []
+        for threat, users in generations(suite.threats):
+            for sources in threat.source_groups(suite):
+                for defense in threat.unit_defenses(suite):
+                    evals = [Eval(t, d, u.name) for u in users for t, d in u.evaluations(suite, sources, defense)]
+                    out.append((threat.name, sources, defense, evals))
+        return out
+
+    plan = generation_evals()
+    positive = tuple(sorted(e for e in suite.budget.eps if e > 0))
     for attack in suite.attacks:
         for eps in suite.budget.eps:
-            for threat, users in plan:
-                for sources in threat.source_groups(suite):
-                    for defense in threat.unit_defenses(suite):
-                        evals = [Eval(t, d, u.name) for u in users for t, d in u.evaluations(suite, sources, defense)]
-                        add(attack, sources, threat.name, defense, eps, evals)
+            for threat, sources, defense, evals in plan:
+                if eps == 0 or not searched(suite, threat, defense, randomized):
+                    add(attack, sources, threat, defense, (eps,), evals)
+        for threat, sources, defense, evals in plan:
+            if searched(suite, threat, defense, randomized):
+                add(attack, sources, threat, defense, positive, evals, search=True)
     return units
 
 

@@ -18,7 +18,9 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from robustgrid.attacks import ATTACKS, Attack, AttackResult, build_attack
+from robustgrid.benchmark.budget_search import Generated, binary_search
 from robustgrid.benchmark.config import Config, Suite
+from robustgrid.benchmark.curves import PROBED
 from robustgrid.benchmark.executors import (
     EXECUTORS,
     LocalExecutor,
@@ -135,7 +137,8 @@ def _prepare(suite: Suite, seed: int, raw_config: str, where: str, device: str, 
     })
     prepared = Prepared(suite, task, data, targets, defenses, identity, ProvenanceRow.of(suite.name, provenance),
                         device=dev)
-    prepared.units = plan_suite(suite, seed, identity)
+    prepared.units = plan_suite(suite, seed, identity,
+                                frozenset(n for n, d in defenses.items() if d.randomized))
     for unit in prepared.units:  # run options are per unit: an attack that cannot honour them fails here
         attack, options = configure_attack(prepared, unit)
         attack.check_run(len(unit.sources), unit.checkpoints, options["eot_samples"])
@@ -214,15 +217,29 @@ def spent_at(attack: Attack, res: AttackResult, k: int) -> tuple[int, int]:
     return res.grad_evals_at.get(k, 0), res.queries_at[k]
 
 
+def generate(unit: Unit, attack: Attack, options: dict[str, Any], models: list[nn.Module], x: Tensor, y: Tensor,
+             seed: int) -> Generated:
+    """A batch's examples per (eps, checkpoint) and their cost: one run at the unit's eps, or a search unit's
+    per-sample budget search."""
+    if unit.budgets:
+        return binary_search(attack, models, x, y, unit.budgets, unit.checkpoints, seed, **options)
+    res = attack.run(models, x, y, seed=seed, eps=unit.eps, checkpoints=unit.checkpoints, **options)
+    spent = {k: spent_at(attack, res, k) for k in unit.checkpoints}
+    return Generated({(unit.eps, k): xk for k, xk in res.checkpoints.items()},
+                     {(unit.eps, k): g for k, (g, _) in spent.items()}, {}, torch.empty(0),
+                     res.grad_evals, res.forwards, {(unit.eps, k): q for k, (_, q) in spent.items()}, res.queries)
+
+
 def run_shard(p: Prepared, unit: Unit, job: ShardJob) -> ShardResult:
     """Generate the shard's adversarial examples batch by batch and evaluate every cell of the unit on them."""
     attack, options = configure_attack(p, unit)
     models = get_threat(unit.threat).attack_modules(p.targets, p.defenses, unit)
     evals = {(ev.target, ev.defense): _eval_module(p, ev.target, ev.defense) for ev in unit.evals}
-    outcomes: dict[tuple[int, str, str], list[np.ndarray]] = {}
-    pairs: dict[tuple[int, str], list[np.ndarray]] = {}
-    cost = {k: 0 for k in unit.checkpoints}
-    queries = {k: 0 for k in unit.checkpoints}
+    outcomes: dict[tuple[float, int, str, str], list[np.ndarray]] = {}
+    pairs: dict[tuple[float, int, str], list[np.ndarray]] = {}
+    cost: dict[tuple[float, int], int] = {}
+    queries: dict[tuple[float, int], int] = {}
+    probed: dict[float, int] = {}
     grad_total = forwards = query_total = 0
     eval_seconds = 0.0
     start = time.perf_counter()
@@ -230,26 +247,26 @@ def run_shard(p: Prepared, unit: Unit, job: ShardJob) -> ShardResult:
         x, y = x.to(p.device), y.to(p.device)
         rng = _seeded(unit.seed + b, x.device)  # a randomised purifier the attack queries draws reproducibly
         try:
-            res = attack.run(models, x, y, seed=unit.seed + b, eps=unit.eps, checkpoints=unit.checkpoints, **options)
+            res = generate(unit, attack, options, models, x, y, unit.seed + b)
         finally:
             rng.__exit__(None, None, None)
         grad_total += res.grad_evals
         forwards += res.forwards
-        query_total += res.queries
+        query_total += res.query_total
+        for e, count in res.probed.items():
+            probed[e] = probed.get(e, 0) + count
         t0 = time.perf_counter()
-        for k in unit.checkpoints:
-            grads, asked = spent_at(attack, res, k)
-            cost[k] += grads
-            queries[k] += asked
-            xk = res.checkpoints[k]
+        for (e, k), xk in res.images.items():
+            cost[e, k] = cost.get((e, k), 0) + res.cost[e, k]
+            queries[e, k] = queries.get((e, k), 0) + res.queries.get((e, k), 0)
             for name, values in p.task.pair_metrics(x, xk).items():
-                pairs.setdefault((k, name), []).append(np.asarray(values))
+                pairs.setdefault((e, k, name), []).append(np.asarray(values))
             for (t, d), module in evals.items():
-                outcomes.setdefault((k, t, d), []).append(evaluate(p, module, xk, y, unit.seed + 7919 * b + 1))
+                outcomes.setdefault((e, k, t, d), []).append(evaluate(p, module, xk, y, unit.seed + 7919 * b + 1))
         eval_seconds += time.perf_counter() - t0
     return ShardResult(job, {key: np.concatenate(v) for key, v in outcomes.items()},
                        {key: np.concatenate(v) for key, v in pairs.items()}, cost, grad_total, forwards,
-                       time.perf_counter() - start, eval_seconds, queries, query_total)
+                       time.perf_counter() - start, eval_seconds, queries, query_total, probed)
 
 
 def finish_unit(p: Prepared, unit: Unit, store: Store, clean: dict[tuple[str, str], np.ndarray],
@@ -264,23 +281,28 @@ def finish_unit(p: Prepared, unit: Unit, store: Store, clean: dict[tuple[str, st
         naive = naive_grad_evals(unit, n, attack.draws_per_step(options["eot_samples"]))
     else:  # a query attack takes no gradient however its cells were generated
         naive = dict.fromkeys(unit.checkpoints, 0)
-    cost = {k: sum(r.cost[k] for r in shards) for k in unit.checkpoints}
-    queries = {k: sum(r.queries_at[k] for r in shards) for k in unit.checkpoints}
+    cost = {ek: sum(r.cost[ek] for r in shards) for ek in shards[0].cost}
+    queries = {ek: sum(r.queries_at.get(ek, 0) for r in shards) for ek in shards[0].cost}
+    probed = {e: sum(r.probed.get(e, 0) for r in shards) for e in unit.budgets}
     eval_seconds = sum(r.eval_seconds for r in shards)
-    pair_names = sorted({name for r in shards for _, name in r.pairs})
+    pair_names = sorted({name for r in shards for *_, name in r.pairs})
     with store.transaction() as con:
         for cell in unit.cells:
-            outcome = np.concatenate([r.outcomes[cell.steps, cell.target, cell.defense] for r in shards])
+            outcome = np.concatenate([r.outcomes[cell.eps, cell.steps, cell.target, cell.defense] for r in shards])
             metrics = p.task.metrics(outcome, labels, clean[cell.target, cell.defense])
             for name in pair_names:
-                metrics[f"mean_{name}"] = float(np.mean(np.concatenate([r.pairs[cell.steps, name] for r in shards])))
+                metrics[f"mean_{name}"] = float(np.mean(np.concatenate([r.pairs[cell.eps, cell.steps, name]
+                                                                        for r in shards])))
+            if unit.budgets:  # a search cell: the share of samples the search attacked at this budget
+                metrics[PROBED] = probed[cell.eps] / n
             record = CellRow(
                 suite=cell.suite, task=cell.task, dataset=p.identity["dataset"], attack=unit.attack.label,
                 access=attack.access, sources=unit.sources, threat=cell.threat, norm=cell.norm, eps=cell.eps,
                 steps=cell.steps, target=cell.target, defense=cell.defense, metric=p.task.metric,
-                value=metrics[p.task.metric], n=n, grad_evals=cost[cell.steps], naive_grad_evals=naive[cell.steps],
-                queries=queries[cell.steps], seed=unit.seed, key=cell.key, unit=unit.key,
-                attack_spec=unit.attack.to_json(), eval_seconds=eval_seconds / max(len(unit.cells), 1),
+                value=metrics[p.task.metric], n=n, grad_evals=cost[cell.eps, cell.steps],
+                naive_grad_evals=naive[cell.steps], queries=queries[cell.eps, cell.steps], seed=unit.seed,
+                key=cell.key, unit=unit.key, attack_spec=unit.attack.to_json(),
+                eval_seconds=eval_seconds / max(len(unit.cells), 1),
                 clean_key=clean_key(p.identity, cell.target, cell.defense), provenance=p.provenance.id,
                 created=time.time(), metrics=metrics)
             store.put_cell(con, record, outcome)

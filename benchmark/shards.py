@@ -30,23 +30,25 @@ class ShardResult:
     """What a shard computed: per-sample outcomes of every evaluated cell and pair metric, and what it cost."""
 
     job: ShardJob
-    outcomes: dict[tuple[int, str, str], np.ndarray]   # (steps, target, defense) -> outcomes of the shard's samples
-    pairs: dict[tuple[int, str], np.ndarray]           # (steps, metric) -> per-sample values (SSIM, ...)
-    cost: dict[int, int]                                # gradient evaluations up to each checkpoint
+    outcomes: dict[tuple[float, int, str, str], np.ndarray]  # (eps, steps, target, defense) -> per-sample outcomes
+    pairs: dict[tuple[float, int, str], np.ndarray]          # (eps, steps, metric) -> per-sample values (SSIM, ...)
+    cost: dict[tuple[float, int], int]                       # gradient evaluations up to each (eps, checkpoint)
     grad_evals: int
     forwards: int
     seconds: float
     eval_seconds: float
-    queries_at: dict[int, int] = field(default_factory=dict)  # model queries up to each checkpoint (query attacks)
+    queries_at: dict[tuple[float, int], int] = field(default_factory=dict)  # model queries up to each checkpoint
     queries: int = 0
+    probed: dict[float, int] = field(default_factory=dict)   # a budget search's samples probed at each eps
 
     def to_bytes(self) -> bytes:
         """The result as an ``.npz`` blob (arrays plus a JSON header; loads without unpickling)."""
-        arrays = {f"o|{k}|{t}|{d}": v for (k, t, d), v in self.outcomes.items()}
-        arrays.update({f"p|{k}|{name}": v for (k, name), v in self.pairs.items()})
-        meta = {"cost": {str(k): v for k, v in self.cost.items()}, "grad_evals": self.grad_evals,
+        arrays = {f"o|{e!r}|{k}|{t}|{d}": v for (e, k, t, d), v in self.outcomes.items()}
+        arrays.update({f"p|{e!r}|{k}|{name}": v for (e, k, name), v in self.pairs.items()})
+        meta = {"cost": [[e, k, v] for (e, k), v in self.cost.items()], "grad_evals": self.grad_evals,
                 "forwards": self.forwards, "seconds": self.seconds, "eval_seconds": self.eval_seconds,
-                "queries_at": {str(k): v for k, v in self.queries_at.items()}, "queries": self.queries}
+                "queries_at": [[e, k, v] for (e, k), v in self.queries_at.items()], "queries": self.queries,
+                "probed": [[e, v] for e, v in self.probed.items()]}
         buf = io.BytesIO()
         np.savez_compressed(buf, __meta__=np.array(json.dumps(meta)), **arrays)
         return buf.getvalue()
@@ -59,14 +61,14 @@ class ShardResult:
             for name in z.files:
                 kind, _, rest = name.partition("|")
                 if kind == "o":
-                    k, t, d = rest.split("|", 2)
-                    outcomes[int(k), t, d] = z[name]
+                    e, k, t, d = rest.split("|", 3)
+                    outcomes[float(e), int(k), t, d] = z[name]
                 elif kind == "p":
-                    k, metric = rest.split("|", 1)
-                    pairs[int(k), metric] = z[name]
-        return cls(job, outcomes, pairs, {int(k): v for k, v in meta["cost"].items()}, meta["grad_evals"],
+                    e, k, metric = rest.split("|", 2)
+                    pairs[float(e), int(k), metric] = z[name]
+        return cls(job, outcomes, pairs, {(e, k): v for e, k, v in meta["cost"]}, meta["grad_evals"],
                    meta["forwards"], meta["seconds"], meta["eval_seconds"],
-                   {int(k): v for k, v in meta["queries_at"].items()}, meta["queries"])
+                   {(e, k): v for e, k, v in meta["queries_at"]}, meta["queries"], {e: v for e, v in meta["probed"]})
 
 
 def plan_shards(suite: int, unit: str, n: int, shard_samples: int, batch_size: int) -> list[ShardJob]:

@@ -1,0 +1,145 @@
+"""Per-sample budget search: the envelope budget curve at about log2(B) + 1 attack runs per sample instead of B.
+
+A sample broken at eps is broken at every larger eps (its adversarial example lies in every larger ball), so each
+sample's minimal breaking budget among the sorted epsilons is found by binary search; each probe is one full-steps
+run of the attack (early stop as configured) keeping its checkpoints, so the iteration curves remain. A budget below
+a sample's minimal one that was not probed reports the monotone closure: the iterate of the largest probe below it,
+whose ball lies inside its own (the clean image where there is none).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from robustgrid.attacks import Attack, GradientAttack
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One probe run: the samples (rows of the batch) attacked at ``budgets[index]`` and what the run gave."""
+
+    index: int
+    rows: Tensor
+    checkpoints: dict[int, Tensor]   # step -> iterates of ``rows``
+    fooled: dict[int, Tensor]        # step -> does that iterate fool every source (bool over ``rows``)
+    grad_evals_at: dict[int, int]
+
+
+@dataclass(frozen=True)
+class Generated:
+    """A batch's examples per (eps, step) for evaluation and the cost spent per (eps, step) (a plain run's too);
+    for a search, the samples probed per eps and each sample's minimal breaking budget index (-1: broken clean;
+    ``len(budgets)``: never broken)."""
+
+    images: dict[tuple[float, int], Tensor]
+    cost: dict[tuple[float, int], int]
+    probed: dict[float, int]   # samples probed at each budget
+    minimal: Tensor
+    grad_evals: int
+    forwards: int
+    queries: dict[tuple[float, int], int] = field(default_factory=dict)  # a query attack's, per (eps, step)
+    query_total: int = 0
+
+
+def fools(models: Sequence[nn.Module], success: Callable[[Tensor, Tensor], Tensor], x: Tensor, y: Tensor) -> Tensor:
+    """Per-sample bool: does ``x`` fool every source (a gradient-free forward per source)."""
+    out = torch.ones(len(x), dtype=torch.bool, device=x.device)
+    with torch.inference_mode():
+        for model in models:
+            out &= success(model(x), y)
+    return out
+
+
+def fooled_at(models: Sequence[nn.Module], success: Callable[[Tensor, Tensor], Tensor], iterates: dict[int, Tensor],
+              y: Tensor, frozen: bool) -> dict[int, Tensor]:
+    """Per checkpoint, which iterates fool every source. An iterate equal to the last one fools when that does; when
+    the run freezes samples at the first iterate found fooling (``frozen``), no other one does, so one forward
+    suffices; otherwise the others are checked by forwards."""
+    last = max(iterates)
+    final = fools(models, success, iterates[last], y)
+    out = {}
+    for k, xk in iterates.items():
+        same = (xk == iterates[last]).flatten(1).all(1)
+        out[k] = final & same
+        if not frozen and not bool(same.all()):
+            out[k][~same] = fools(models, success, xk[~same], y[~same])
+    return out
+
+
+def binary_search(attack: Attack, models: Sequence[nn.Module], x: Tensor, y: Tensor, budgets: Sequence[float],
+                  checkpoints: Sequence[int], seed: int, early_stop: bool = True,
+                  eot_samples: int = 1) -> Generated:
+    """Binary search per sample over the sorted positive ``budgets``, then a run at every budget above a sample's
+    minimal one that the search skipped (early-stopped, so cheap), so that each budget's iteration curve is the
+    attack's own there. The samples of one round that probe the same budget share one run."""
+    budgets = sorted(budgets)
+    m, n, task = len(budgets), len(x), attack.task
+    frozen = early_stop and task.success_type and isinstance(attack, GradientAttack)  # the loop honours early stop
+    broken_clean = fools(models, task.success, x, y)
+    closure = _Closure(x, budgets, checkpoints, broken_clean, n * len(models))
+    lo = torch.zeros(n, dtype=torch.long, device=x.device)
+    hi = torch.where(broken_clean, -1, m - 1)  # a sample broken clean needs no search
+    minimal = torch.where(broken_clean, -1, m)
+
+    def probe(index: int, rows: Tensor, tag: int) -> Tensor:
+        res = attack.run(models, x[rows], y[rows], seed=seed + 104729 * tag + index, eps=budgets[index],
+                         checkpoints=checkpoints, early_stop=early_stop, eot_samples=eot_samples)
+        fooled = fooled_at(models, task.success, res.checkpoints, y[rows], frozen)
+        checks = len(rows) * len(models) * (1 if frozen else len(checkpoints))
+        closure.add(Probe(index, rows, res.checkpoints, fooled, res.grad_evals_at), res.grad_evals,
+                    res.forwards + checks)
+        return fooled[max(checkpoints)]
+
+    for rnd in range(m.bit_length()):
+        active = lo <= hi
+        mid = (lo + hi) // 2
+        for index in sorted(set(mid[active].tolist())):
+            rows = (active & (mid == index)).nonzero().flatten()
+            broken = probe(index, rows, rnd)
+            minimal[rows[broken]] = index
+            hi[rows[broken]] = index - 1
+            lo[rows[~broken]] = index + 1
+    first = min(checkpoints)
+    for index in range(m):
+        need = (minimal < index) & ~closure.probed_at[index] & ~closure.broken[budgets[index], first]
+        if bool(need.any()):
+            probe(index, need.nonzero().flatten(), m.bit_length())
+    return closure.result(minimal)
+
+
+class _Closure:
+    """Images per (eps, step) by the monotone closure: a probe's iterate stands for every budget at or above its
+    own, unless a row there already fools the sources; among iterates that do not, the largest budget's stands."""
+
+    def __init__(self, x: Tensor, budgets: list[float], checkpoints: Sequence[int], broken_clean: Tensor,
+                 forwards: int) -> None:
+        points = [(e, k) for e in budgets for k in checkpoints]
+        self.budgets, self.checkpoints = budgets, checkpoints
+        self.images = {p: x.clone() for p in points}
+        self.broken = {p: broken_clean.clone() for p in points}
+        self.owner = {p: torch.full((len(x),), -1, dtype=torch.long, device=x.device) for p in points}
+        self.probed_at = torch.zeros(len(budgets), len(x), dtype=torch.bool, device=x.device)
+        self.cost = dict.fromkeys(points, 0)
+        self.grad_evals, self.forwards = 0, forwards
+
+    def add(self, probe: Probe, grad_evals: int, forwards: int) -> None:
+        self.grad_evals += grad_evals
+        self.forwards += forwards
+        self.probed_at[probe.index, probe.rows] = True
+        for k in self.checkpoints:
+            self.cost[self.budgets[probe.index], k] += probe.grad_evals_at[k]
+            for e in self.budgets[probe.index:]:
+                later = self.owner[e, k][probe.rows] <= probe.index
+                take = ~self.broken[e, k][probe.rows] & (probe.fooled[k] | later)
+                rows = probe.rows[take]
+                self.images[e, k][rows] = probe.checkpoints[k][take]
+                self.broken[e, k][rows] = probe.fooled[k][take]
+                self.owner[e, k][rows] = probe.index
+
+    def result(self, minimal: Tensor) -> Generated:
+        probed = {e: int(self.probed_at[i].sum()) for i, e in enumerate(self.budgets)}
+        return Generated(self.images, self.cost, probed, minimal, self.grad_evals, self.forwards)
