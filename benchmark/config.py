@@ -51,12 +51,19 @@ class Spec:
 
 @dataclass(frozen=True)
 class AttackSpec:
-    """One attack of a suite: registry name, parameters, display label and its step count."""
+    """One attack of a suite: registry name, parameters, display label and its step count; optionally the suite
+    threats it runs under (default: all) and its own checkpoints (default: the budget's), neither part of its key."""
 
     name: str
     steps: int
     params: tuple[tuple[str, Any], ...] = ()
     label: str = ""
+    threats: tuple[str, ...] = ()
+    checkpoints: tuple[int, ...] | None = None
+
+    def runs_under(self, threat: str) -> bool:
+        """Does the suite's ``threat`` evaluate this attack (a query attack may run under the query threats only)?"""
+        return not self.threats or threat in self.threats
 
     @property
     def kwargs(self) -> dict[str, Any]:
@@ -256,7 +263,7 @@ def _suite(t: dict[str, Any], i: int) -> Suite:
     if search != "none" and not build_task(task).success_type:
         _fail(where, f"budget search {search!r} needs a per-sample success, which task {task!r} has not; "
                      f"use search = \"none\"")
-    attacks = tuple(_attack(a, f"{where} attack {j + 1}")
+    attacks = tuple(_attack(a, f"{where} attack {j + 1}", threats)
                     for j, a in enumerate(_nonempty_list(t["attacks"], where, "attacks")))
     labels = [a.label for a in attacks]
     dup = {x for x in labels if labels.count(x) > 1}
@@ -293,16 +300,32 @@ def _suite(t: dict[str, Any], i: int) -> Suite:
                  batch_size=batch, early_stop=early, eot_samples=eot, name=name, shard_size=shard)
 
 
-def _attack(a: Any, where: str) -> AttackSpec:
-    """One ``[[suite.attacks]]`` table: its step count, label and parameters, checked against its constructor."""
+def _attack(a: Any, where: str, suite_threats: tuple[str, ...]) -> AttackSpec:
+    """One ``[[suite.attacks]]`` table: its step count, label and parameters, checked against its constructor, and
+    the suite threats and checkpoints it keeps for itself."""
     if not isinstance(a, dict) or not isinstance(a.get("name"), str):
         _fail(where, f"each attack must be a table with a 'name', got {a!r}")
     where = f"{where} ({a['name']})"
     steps = check_int(where, "steps", a.get("steps", 10), 1)
     label = check_type(where, "label", a.get("label") or a["name"], str)
-    params = {k: v for k, v in a.items() if k not in ("name", "steps", "label")}
+    threats = a.get("threats", [])
+    if not isinstance(threats, list) or not threats and "threats" in a:
+        _fail(where, f"threats must be a non-empty list of the suite's threats, got {threats!r}")
+    for th in threats:
+        if th not in suite_threats:
+            _fail(where, f"threat {th!r} is not one of the suite's threats ({', '.join(suite_threats)})")
+    checkpoints = a.get("checkpoints")
+    if checkpoints is not None:
+        if not isinstance(checkpoints, list):
+            _fail(where, f"checkpoints must be a list of step counts, got {checkpoints!r}")
+        checkpoints = tuple(check_int(where, "checkpoint", c, 1) for c in checkpoints)
+        beyond = [c for c in checkpoints if c > steps]
+        if beyond:
+            _fail(where, f"checkpoint {beyond[0]} is beyond its steps; valid checkpoints: 1..{steps}")
+    params = {k: v for k, v in a.items() if k not in ("name", "steps", "label", "threats", "checkpoints")}
     _check_spec("attack", a["name"], params, where)
-    return AttackSpec(a["name"], steps, tuple(sorted((k, _freeze(v)) for k, v in params.items())), label)
+    return AttackSpec(a["name"], steps, tuple(sorted((k, _freeze(v)) for k, v in params.items())), label,
+                      tuple(threats), checkpoints)
 
 
 def _ray(v: Any, where: str) -> RaySettings:

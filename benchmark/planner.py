@@ -88,9 +88,11 @@ def plan_suite(suite: Suite, seed: int, identity: dict[str, str],
 
     def add(attack: AttackSpec, sources: tuple[str, ...], threat: str, defense: str, budgets: tuple[float, ...],
             evals: list[Eval], search: bool = False) -> None:
+        evals = [ev for ev in evals if attack.runs_under(ev.threat)]
         if not evals:
             return
-        checkpoints = tuple(sorted({k for k in suite.budget.checkpoints if k <= attack.steps} | {attack.steps}))
+        wanted = suite.budget.checkpoints if attack.checkpoints is None else attack.checkpoints
+        checkpoints = tuple(sorted({k for k in wanted if k <= attack.steps} | {attack.steps}))
         unit_id = {**common, "attack": attack.to_json(), "sources": [(s, identity[s]) for s in sources],
                    "threat": threat, "defense": (defense, identity.get(f"defense:{defense}", "")),
                    "eps": list(budgets) if search else budgets[0]}

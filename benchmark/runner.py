@@ -117,7 +117,8 @@ def _prepare(suite: Suite, seed: int, raw_config: str, where: str, device: str, 
             ATTACKS.entry(a.name)  # unknown names fail here with close matches
         attack = build_attack(a.name, norm=suite.budget.norm, eps=max(suite.budget.eps), task=task, **a.kwargs)
         for threat in suite.threats:
-            get_threat(threat).check_attack(where, a.label, attack.access)
+            if a.runs_under(threat):
+                get_threat(threat).check_attack(where, a.label, attack.access)
     identity = {"dataset": f"{data.name}:{data.split}:{data.fingerprint}"}
     identity.update({name: module_hash(t.module) for name, t in targets.items()})
     identity.update({f"defense:{name}": module_hash(p) + repr(sorted(p.describe().items()))

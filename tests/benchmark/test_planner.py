@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -95,3 +96,38 @@ def _dump(plans: dict[str, dict[str, list[dict[str, Any]]]]) -> str:
 
 if __name__ == "__main__":  # regenerate the golden file from a planner source file (see the module docstring)
     GOLDEN.write_text(_dump(plans(_load(sys.argv[1]))))
+
+
+def _mixed_suite(**square: Any) -> Suite:
+    """A classification suite holding a gradient attack and a query attack kept to the score threat."""
+    from robustgrid.benchmark.config import parse_config
+
+    cfg = {"suite": [{"name": "mixed", "task": "classification", "dataset": {"name": "fashion-mnist", "size": 8},
+                      "targets": ["fmnist-resnet"], "threats": ["whitebox", "score"],
+                      "budget": {"eps": [0.0, 0.1], "checkpoints": [1, 5]},
+                      "attacks": [{"name": "pgd", "steps": 5, "threats": ["whitebox"]},
+                                  {"name": "fgsm", "steps": 1, **square}]}]}
+    return parse_config(cfg).suites[0]
+
+
+def test_an_attack_runs_only_under_its_own_threats_and_at_its_own_checkpoints():
+    suite = _mixed_suite(threats=["score"], checkpoints=[])
+    units = plan_suite(suite, 0, fixed_identity(suite))
+    assert {(u.attack.name, u.threat) for u in units} == {("pgd", "whitebox"), ("fgsm", "score")}
+    assert {u.attack.name: u.checkpoints for u in units} == {"pgd": (1, 5), "fgsm": (1,)}
+    assert {c.threat for u in units for c in u.cells if u.attack.name == "fgsm"} == {"score"}
+    plain = _mixed_suite()
+    assert {u.attack.name: u.attack.to_json() for u in units} == \
+        {u.attack.name: u.attack.to_json() for u in plan_suite(plain, 0, fixed_identity(plain))}  # keys unchanged
+
+
+@pytest.mark.parametrize("square, message", [
+    ({"threats": ["decision"]}, "threat 'decision' is not one of the suite's threats (whitebox, score)"),
+    ({"threats": []}, "threats must be a non-empty list of the suite's threats, got []"),
+    ({"checkpoints": [2]}, "checkpoint 2 is beyond its steps; valid checkpoints: 1..1"),
+])
+def test_bad_per_attack_threats_and_checkpoints_are_one_line_errors(square, message):
+    from robustgrid.core import RobustgridError
+
+    with pytest.raises(RobustgridError, match=re.escape(message)):
+        _mixed_suite(**square)
