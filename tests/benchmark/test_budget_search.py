@@ -168,7 +168,7 @@ def test_shard_results_keep_budget_keys_through_bytes():
     job = ShardJob(0, "u", 0, 1, 0, 2, 0)
     result = ShardResult(job, {(0.1, 2, "fmnist-resnet", "none"): np.array([1, 2])},
                          {(1 / 255, 2, "linf"): np.array([0.5])}, {(0.1, 2): 7, (1 / 255, 2): 3}, 10, 4, 1.0, 0.5,
-                         {0.1: 2})
+                         {(0.1, 2): 5}, 5, {0.1: 2})
     back = ShardResult.from_bytes(job, result.to_bytes())
     assert dataclasses.replace(back, outcomes={}, pairs={}) == dataclasses.replace(result, outcomes={}, pairs={})
     assert back.outcomes.keys() == result.outcomes.keys() and back.pairs.keys() == result.pairs.keys()

@@ -150,9 +150,10 @@ def test_a_query_unit_behind_a_randomised_purifier_gives_the_stored_outcomes_aga
             (job,) = shard_jobs(p, 0, unit)
             result = run_shard(p, unit, job)
             for k, c in stored.items():
-                assert np.array_equal(result.outcomes[k, "fmnist-resnet", "test-noisy-round"], store.outcome(c.key))
+                outcome = result.outcomes[unit.eps, k, "fmnist-resnet", "test-noisy-round"]
+                assert np.array_equal(outcome, store.outcome(c.key))
                 # the kept proposals themselves, not only their labels: their L2 distances from the clean images
-                assert float(np.mean(result.pairs[k, "l2"])) == c.metrics["mean_l2"]
+                assert float(np.mean(result.pairs[unit.eps, k, "l2"])) == c.metrics["mean_l2"]
     finally:
         store.close()
 
