@@ -1,9 +1,9 @@
 """The embedded NR-IQA zoo: three architecture families trained to predict the skimage-iqa FSIMc label.
 
 CNNIQA (pyiqa's shallow CNN with max-min pooling), a batch-norm ResNet and a normaliser-free NF-Net
-(timm), each small enough to train on a laptop CPU in one to two minutes; weights are committed with
-their test SROCC/PLCC/KROCC. (MobileNetV3, EfficientNet, ConvNeXt and ViT variants were tried and
-learned far less in the same budget: test SROCC 0.1-0.54.)
+(timm), each small enough to train on a laptop CPU in a few minutes (MSE plus a pairwise ranking term);
+weights are committed with their test SROCC/PLCC/KROCC. (MobileNetV3, EfficientNet, ConvNeXt and ViT
+variants were tried and learned far less in the same budget: test SROCC 0.1-0.54.)
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ class IQARecipe:
     lr: float = 2e-3
     batch_size: int = 64
     weight_decay: float = 1e-4
+    rank_weight: float = 0.0        # weight of the pairwise ranking term next to the MSE (SROCC is a ranking)
     seed: int = 0
 
 
@@ -74,11 +75,21 @@ def augment(x: Tensor, gen: torch.Generator) -> Tensor:
     return torch.rot90(x, int(torch.randint(0, 4, (1,), generator=gen)), dims=(2, 3))
 
 
+def pairwise_rank_loss(pred: Tensor, y: Tensor, min_gap: float = 2.0) -> Tensor:
+    """Hinge on every ordered pair of the batch whose labels differ by more than ``min_gap`` points: how far
+    (in units of the 0-100 range) the predictions rank the pair the wrong way; averaged over all pairs."""
+    dp, dy = (pred[:, None] - pred[None]) / 100, y[:, None] - y[None]
+    wrong = F.relu(-dp * torch.sign(dy))
+    return torch.where(dy.abs() > min_gap, wrong, torch.zeros(())).mean()
+
+
 def fit_regressor(module: nn.Module, data: ImageDataset, recipe: IQARecipe, progress: bool = True,
                   desc: str = "train") -> nn.Module:
-    """MSE on label/100 over label-preserving augmented batches, through the shared zoo training loop."""
+    """MSE on label/100 plus ``rank_weight`` x the pairwise ranking term, over label-preserving augmented
+    batches, through the shared zoo training loop."""
     def loss(pred: Tensor, y: Tensor) -> Tensor:
-        return F.mse_loss(pred / 100, y / 100)
+        mse = F.mse_loss(pred / 100, y / 100)
+        return mse + recipe.rank_weight * pairwise_rank_loss(pred, y) if recipe.rank_weight else mse
 
     return fit(module, data.images, data.labels, recipe, loss, augment=augment, progress=progress, desc=desc)
 
@@ -115,11 +126,12 @@ def train_data_key() -> str:
 IQA_ZOO: dict[str, tuple[str, IQARecipe]] = {
     "iqa-cnniqa": ("CNNIQA (pyiqa arch: 7x7 conv, max-min pooling, MLP) trained on skimage-iqa",
                    IQARecipe("pyiqa:CNNIQA", {"ker_size": 7, "n_kers": 32, "n1_nodes": 128, "n2_nodes": 128},
-                             epochs=10, lr=3e-3)),
+                             epochs=10, lr=3e-3, rank_weight=1.0)),
     "iqa-resnet": ("ResNet-10t (timm, batch-norm residual CNN, widths 16-128) trained on skimage-iqa",
-                   IQARecipe("resnet10t", {"channels": [16, 32, 64, 128], "stem_width": 16}, epochs=10, lr=1e-2)),
+                   IQARecipe("resnet10t", {"channels": [16, 32, 64, 128], "stem_width": 16}, epochs=10, lr=1e-2,
+                             rank_weight=1.0)),
     "iqa-nfnet": ("NF-Net (timm test_nfnet: normaliser-free residual CNN with SE) trained on skimage-iqa",
-                  IQARecipe("test_nfnet", epochs=8, lr=3e-3)),
+                  IQARecipe("test_nfnet", epochs=5, lr=3e-3, rank_weight=1.0)),
 }
 
 for _name, (_description, _recipe) in IQA_ZOO.items():

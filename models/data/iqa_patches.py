@@ -53,7 +53,8 @@ class PatchConfig:
     min_std: float = 0.05           # flat tiles (luma std below this) are skipped: most distortions leave them intact
     train_per_source: int = 36      # pristine patches drawn from each train photograph (fewer if it has fewer)
     test_per_source: int = 24       # ... and from each test photograph
-    kinds_per_patch: int = 2        # distortion types applied to each pristine patch, each at all five levels
+    train_kinds_per_patch: int = 5  # distortion types applied to each train pristine patch, each at all five levels:
+    test_kinds_per_patch: int = 2   # ... one content under many distortions teaches a model to tell them from content
     seed: int = 0
     label_floor: float = 0.6        # FSIMc at or below this maps to label 0; identical patches map to 100
 
@@ -166,7 +167,8 @@ def fsim_label(x: Tensor, ref: Tensor, floor: float, batch: int = 256) -> np.nda
 
 
 def generate_patches(split: str, cfg: PatchConfig = PatchConfig()) -> IQAPatches:
-    """Build a split from scratch: pristine patches, ``kinds_per_patch`` distortions at five levels, FSIMc labels."""
+    """Build a split from scratch: pristine patches, ``<split>_kinds_per_patch`` distortions (at most all the
+    source's kinds) at five levels, FSIMc labels."""
     if split not in SOURCES:
         raise RobustgridError(f"skimage-iqa has splits {', '.join(SOURCES)}, not {split!r}")
     rng = np.random.default_rng([cfg.seed, list(SOURCES).index(split)])
@@ -177,7 +179,8 @@ def generate_patches(split: str, cfg: PatchConfig = PatchConfig()) -> IQAPatches
         clean = pristine_patches(name, cfg, getattr(cfg, f"{split}_per_source"), rng)
         grey = bool((clean.amax(1) - clean.amin(1)).max() == 0)
         kinds = [d for d, k in enumerate(DISTORTIONS) if not (grey and k == "saturation")]
-        chosen = np.stack([rng.choice(kinds, cfg.kinds_per_patch, replace=False) for _ in range(len(clean))])
+        n_kinds = min(len(kinds), getattr(cfg, f"{split}_kinds_per_patch"))
+        chosen = np.stack([rng.choice(kinds, n_kinds, replace=False) for _ in range(len(clean))])
         ids = np.arange(pid, pid + len(clean))
         pid += len(clean)
         imgs.append(clean)

@@ -19,7 +19,7 @@ from robustgrid.models.data.iqa_patches import (
     pristine_patches,
 )
 
-TINY = PatchConfig(train_per_source=1, test_per_source=1, kinds_per_patch=1)
+TINY = PatchConfig(train_per_source=1, test_per_source=1, train_kinds_per_patch=1, test_kinds_per_patch=1)
 
 
 @pytest.fixture(scope="module")
@@ -74,3 +74,13 @@ def test_dataset_view_matches_the_patches(test_split) -> None:
     idx = torch.randperm(len(test_split.labels), generator=torch.Generator().manual_seed(2))[:50].sort().values
     np.testing.assert_array_equal(ds.labels.numpy(), test_split.labels[idx.numpy()])
     assert build_dataset("skimage-iqa", split="test", size=50, seed=2).fingerprint == ds.fingerprint
+
+
+def test_kinds_per_patch_is_per_split_and_capped_at_the_source_kinds() -> None:
+    """Asking for more kinds than a source has gives every patch all of them (five on grey sources, six on colour)."""
+    p = generate_patches("test", PatchConfig(test_per_source=1, test_kinds_per_patch=9, train_kinds_per_patch=1))
+    saturation = DISTORTIONS.index("saturation")
+    for pid in np.unique(p.patch_id):
+        got = set(p.distortion[(p.patch_id == pid) & (p.distortion >= 0)].tolist())
+        grey = SOURCES["test"][int(p.source[p.patch_id == pid][0])] in ("coins", "gravel")
+        assert got == set(range(len(DISTORTIONS))) - ({saturation} if grey else set())

@@ -12,11 +12,11 @@ from robustgrid.attacks import build_attack
 from robustgrid.models.cache import COMMITTED, recipe_hash
 from robustgrid.models.data import build_dataset
 from robustgrid.models.iqa_task import quantize8, srocc
-from robustgrid.models.iqa_zoo import IQA_ZOO, predict
+from robustgrid.models.iqa_zoo import IQA_ZOO, pairwise_rank_loss, predict
 from robustgrid.models.tasks import build_task
 from robustgrid.models.zoo import ZOO, zoo_target
 
-MIN_TEST_SROCC = 0.55  # every zoo model; recorded (models/weights/iqa-*.json): cnniqa 0.591, resnet 0.609, nfnet 0.580
+MIN_TEST_SROCC = 0.6  # every zoo model; recorded (models/weights/iqa-*.json): cnniqa 0.605, resnet 0.687, nfnet 0.633
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +37,16 @@ def test_committed_model_reproduces_recorded_srocc(name: str, test_split) -> Non
         ("iqa", (0.0, 100.0), False, (3, 48, 48))
 
 
+AIM_TEST_SROCC = 0.8  # issue 12: targets good enough to test the seed methods
+
+
+@pytest.mark.xfail(strict=True, reason="aim of issue 12 not met yet: recorded test SROCC 0.605-0.687 after five "
+                   "distortion kinds per train patch and a ranking term, see docs/iqa.md")
+@pytest.mark.parametrize("name", sorted(IQA_ZOO))
+def test_recorded_test_srocc_meets_the_aim(name: str) -> None:
+    assert json.loads((COMMITTED / f"{name}.json").read_text())["metrics"]["test_srocc"] >= AIM_TEST_SROCC
+
+
 def test_zoo_families_and_size() -> None:
     archs = [recipe.arch for _, recipe in IQA_ZOO.values()]
     assert len(set(archs)) == len(archs) >= 3
@@ -53,7 +63,15 @@ def test_whitebox_pgd_destroys_the_ranking(test_split) -> None:
         clean = task.outcome(target.module(x), y)
         adv = task.outcome(target.module(quantize8(x_adv)), y)
     s = task.attack_labels([target.module], x, y).numpy()
-    # measured on these 64 patches (eps 8/255, 5 steps): SROCC 0.448 clean -> -0.002 attacked, mean shift 96 points
+    # measured on these 64 patches (eps 8/255, 5 steps): SROCC 0.539 clean -> -0.049 attacked, mean shift 86 points
     assert srocc(clean, y.numpy()) > 0.4
     assert srocc(adv, y.numpy()) < 0.2
     assert np.mean(s * (adv - clean)) > 50  # scores pushed toward the far end of the range
+
+
+def test_pairwise_rank_loss_counts_only_inverted_pairs_beyond_the_gap() -> None:
+    y = torch.tensor([10.0, 50.0, 90.0, 91.0])
+    assert pairwise_rank_loss(y * 0.5, y).item() == 0.0  # any increasing map of the labels ranks them right
+    pred = torch.tensor([50.0, 10.0, 90.0, 80.0])  # pair (0, 1) inverted by 40 points; (2, 3) within the 2-point gap
+    assert pairwise_rank_loss(pred, y).item() == pytest.approx(2 * 0.4 / 16)  # both orders of the pair, 16 pairs
+    assert pairwise_rank_loss(pred, y, min_gap=0.5).item() == pytest.approx(2 * (0.4 + 0.1) / 16)

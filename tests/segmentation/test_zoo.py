@@ -33,6 +33,16 @@ def test_committed_segmenter_reproduces_its_recorded_miou(name, check_scenes):
     assert recorded["test_miou"] >= 0.4 and recorded["test_pixel_accuracy"] >= 0.85  # measured: 0.43-0.49, 0.87-0.88
 
 
+AIM_TEST_MIOU = 0.6  # issue 12: targets good enough to test the seed methods
+
+
+@pytest.mark.xfail(strict=True, reason="aim of issue 12 not met yet: recorded test mIoU 0.43-0.49; scenes-fpn at "
+                   "4 epochs instead of 2 reached 0.505 (267 CPU s of training), see docs/segmentation.md")
+@pytest.mark.parametrize("name", NAMES)
+def test_recorded_segmenter_miou_meets_the_aim(name):
+    assert json.loads((COMMITTED / f"{name}.json").read_text())["metrics"]["test_miou"] >= AIM_TEST_MIOU
+
+
 def test_committed_segmenter_weights_are_small():
     sizes = {n: (COMMITTED / f"{n}.safetensors").stat().st_size for n in NAMES}
     assert sum(sizes.values()) < 15 * 2**20, sizes
