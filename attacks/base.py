@@ -34,6 +34,7 @@ class AttackResult:
     grad_evals_at: dict[int, int] = field(default_factory=dict)  # cumulative cost at each checkpoint
     queries: int = 0      # model queries of a query attack (score or decision access), summed over images
     queries_at: dict[int, int] = field(default_factory=dict)  # cumulative queries at each query checkpoint
+    min_norms: Tensor | None = None  # minimum-norm attacks: per-image norm of the adversarial found (inf: none)
 
 
 def check_budget(what: str, norm: str, eps: float, steps: int) -> tuple[str, float, int]:
@@ -86,4 +87,5 @@ class Attack(ABC):
         check_int(self.name, "eot_samples", eot_samples, 1)
         bad = [k for k in checkpoints if not 1 <= k <= self.steps]
         if bad:
-            raise RobustgridError(f"checkpoints must lie in 1..{self.steps} (steps), got {bad}")
+            unit = "steps" if self.access == "gradient" else "query budget"
+            raise RobustgridError(f"checkpoints must lie in 1..{self.steps} ({unit}), got {bad}")
