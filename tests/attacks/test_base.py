@@ -14,12 +14,14 @@ from robustgrid.core import RobustgridError
 # smooths; TI smooths the gradient (not the input), SegPGD reweights the loss, MI-FGSM adds momentum
 TRANSFORMS_INPUT = {"di", "segtrans", "sega", "sega-nosign", "sega-nomask"}
 IDENTITY_VIEW = {"pgd", "ifgsm", "fgsm", "mifgsm", "ti", "segpgd", "sega-nosmooth"}
+QUERY = {"square", "spsa", "hsj"}  # query attacks: they never differentiate the model (tests/attacks/test_query.py)
 
 
 def test_every_attack_implements_the_contract():
-    assert set(ATTACKS.names()) == TRANSFORMS_INPUT | IDENTITY_VIEW  # a new attack is added to one of the sets
+    assert set(ATTACKS.names()) == TRANSFORMS_INPUT | IDENTITY_VIEW | QUERY  # a new attack joins one of the sets
     for name in ATTACKS.names():
-        assert isinstance(build_attack(name), GradientAttack)
+        assert isinstance(build_attack(name), GradientAttack) is (name not in QUERY)
+        assert (build_attack(name).access == "gradient") is (name not in QUERY)
     adapter = build_attack("torchattacks:PGD")
     assert isinstance(adapter, Attack) and not isinstance(adapter, GradientAttack)  # it runs torchattacks' loop
 
