@@ -40,6 +40,7 @@ class Oracle:
             raise RuntimeError("a query attack asked for queries beyond an image's budget")  # a bug, not user error
         self.spent = spent
         self.result.queries += len(x)
+        self.result.forwards += len(x)  # gradient-free passes, as the runner's cost totals count them
         for k, at in self.spent_at.items():
             within = spent <= k
             at[within] = spent[within]
@@ -135,6 +136,7 @@ class QueryAttack(Attack):
             result.checkpoints = {k: self.within(snap, x0, eps) for k, snap in result.checkpoints.items()}
         for k in sorted(result.checkpoints):
             result.queries_at[k] = int(oracle.spent_at[k].sum())
+            result.grad_evals_at[k] = 0  # never a gradient
             if on_checkpoint is not None:
                 on_checkpoint(k, result.checkpoints[k])
         return result

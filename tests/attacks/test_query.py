@@ -31,8 +31,8 @@ def test_rows_through_the_model_are_the_counted_queries(name, zoo_resnet, fmnist
     x, y = fmnist_batch[0][:16], fmnist_batch[1][:16]
     model = Counting(zoo_resnet.module)
     res = build_attack(name, steps=60, **QUERY_ATTACKS[name]).run(model, x, y, seed=0, checkpoints=[10, 30, 60])
-    assert model.rows == res.queries <= 60 * len(x) and res.grad_evals == 0
-    assert res.queries_at[60] == res.queries
+    assert model.rows == res.queries == res.forwards <= 60 * len(x) and res.grad_evals == 0
+    assert res.queries_at[60] == res.queries and res.grad_evals_at == {10: 0, 30: 0, 60: 0}
     assert all(res.queries_at[k] <= k * len(x) for k in (10, 30)) and res.queries_at[10] < res.queries_at[30]
     assert torch.equal(res.checkpoints[60], res.x_adv)
 
