@@ -45,8 +45,7 @@ class HopSkipJump(QueryAttack):
     def search(self, oracle: Oracle, x0: Tensor, y: Tensor, eps: float, gen: torch.Generator,
                stop: bool) -> Tensor:
         run, d = Boundary(oracle, x0, y, self), x0[0].numel()
-        theta = self.gamma / (math.sqrt(d) if self.norm == "l2" else d)
-        scale = (math.sqrt(d) if self.norm == "l2" else d) * theta  # delta = scale * distance after the first step
+        theta = self.gamma / (math.sqrt(d) if self.norm == "l2" else d)  # the binary searches' threshold
         idx = torch.arange(len(x0), device=x0.device)
         dist = torch.full((len(x0),), math.inf, device=x0.device)
         dist[run.adv(x0, idx)] = 0.0  # already wrong: the clean image is the minimum-norm adversarial
@@ -57,7 +56,8 @@ class HopSkipJump(QueryAttack):
             a = idx[torch.isfinite(dist) & (dist > 0) & (oracle.left(idx) > 0) & ~((dist <= eps) & stop)]
             if not len(a):
                 return dist
-            delta = torch.full((len(a),), 0.1, device=x0.device) if t == 0 else scale * self.distance(cur[a], x0[a])
+            # the probes' radius: ART's sqrt(d) theta dist (L2) or d theta dist (Linf), i.e. gamma dist either way
+            delta = self.gamma * self.distance(cur[a], x0[a]) if t else torch.full((len(a),), 0.1, device=x0.device)
             cur[a] = run.bisect(cur[a], a, theta, blend=self.norm == "l2")
             run.record(a, cur, dist)
             evals = min(int(self.init_evals * math.sqrt(t + 1)), self.max_evals)
