@@ -129,7 +129,8 @@ class QueryAttack(Attack):
         if eps > 0 or self.minimum_norm:
             y = self.task.attack_labels([_WholeBatch(oracle)], x0, y)  # IQA's direction costs one query
             gen = torch.Generator(device=x.device).manual_seed(int(seed))
-            result.min_norms = self.search(oracle, x0, y, eps, gen, early_stop and self.task.success_type)
+            if bool((oracle.spent < self.steps).all()):  # a budget of one may be spent on the direction already
+                result.min_norms = self.search(oracle, x0, y, eps, gen, early_stop and self.task.success_type)
         result.x_adv, result.checkpoints = oracle.best, oracle.snaps
         if self.minimum_norm:  # an image is broken only by an adversarial within the budget
             result.x_adv = self.within(result.x_adv, x0, eps)

@@ -78,7 +78,7 @@ def versus_art(model: nn.Module, x: Tensor, y: Tensor, norm: str, max_iter: int,
 @pytest.mark.slow
 @pytest.mark.parametrize("norm", ["l2", "linf"])
 def test_median_norm_is_within_ten_percent_of_arts(norm, zoo_resnet, monkeypatch):
-    x, y = correctly_classified(zoo_resnet.module, 48)
+    x, y = correctly_classified(zoo_resnet.module, 24)
     ours, art, q_ours, q_art = versus_art(zoo_resnet.module, x, y, norm, 20, 20, 100, monkeypatch)
     assert abs(ours - art) <= 0.1 * art and q_ours <= q_art + len(x), (ours, art, q_ours, q_art)
 

@@ -77,3 +77,17 @@ def test_a_budget_below_one_and_a_checkpoint_beyond_it_are_one_line_errors(name,
 @pytest.mark.parametrize("name", sorted(QUERY_ATTACKS))
 def test_query_attacks_declare_their_access(name):
     assert build_attack(name).access == ("decision" if name == "hsj" else "score")
+
+
+@pytest.mark.parametrize("name", ["square", "spsa"])
+def test_on_iqa_the_direction_is_a_query_of_the_budget(name):
+    """IQA's attack direction needs each clean score: one query, so a budget of one leaves the images clean."""
+    from robustgrid.models.zoo import zoo_target
+
+    model = Counting(zoo_target("iqa-cnniqa", allow_train=False).module)
+    x, y = torch.rand(3, 3, 48, 48, generator=torch.Generator().manual_seed(0)), torch.tensor([20.0, 50.0, 80.0])
+    one = build_attack(name, eps=0.03, steps=1, task="iqa").run(model, x, y, seed=0)
+    assert one.queries == model.rows == 3 and torch.equal(one.x_adv, x)
+    # 7 = the direction, then Square's start and 5 windows, or SPSA's clean score and one step of 2 pairs + score
+    more = build_attack(name, eps=0.03, steps=7, task="iqa", **({"samples": 2} if name == "spsa" else {}))
+    assert more.run(model, x, y, seed=0).queries == 7 * 3 and model.rows == 3 + 21
