@@ -47,14 +47,15 @@ def correctly_classified(model: nn.Module, n: int) -> tuple[Tensor, Tensor]:
 
 
 def versus_art(model: nn.Module, x: Tensor, y: Tensor, norm: str, max_iter: int, init_eval: int,
-               max_eval: int, monkeypatch: pytest.MonkeyPatch) -> tuple[float, float, float, float]:
-    """Median norm found by ART's HopSkipJump and by ours at the same total queries, and both query totals.
+               max_eval: int, monkeypatch: pytest.MonkeyPatch, seeds: int = 3) -> tuple[float, float, float, float]:
+    """Median norm found by ours (mean over ``seeds``) and by ART's HopSkipJump (seeded) at the same total queries,
+    and both query totals.
 
     ART has no query budget: it runs ``max_iter`` iterations of a binary search (about log2(1/theta) queries), a
     gradient estimate of min(init_eval sqrt(t + 1), max_eval) queries and a geometric search, after a random start
-    and a binary blend to the boundary. So ART's rows are counted, less the two per image of its closing success
-    report (its clean prediction stays: ours spends that query too), and ours gets their mean per image as its
-    budget, with the same init_eval and max_eval."""
+    and a binary blend to the boundary. So ART's rows are counted (the closing binary search included), less the
+    two per image of its success report (its clean prediction stays: ours spends that query too), and ours gets
+    their mean per image as its budget, with the same init_eval and max_eval."""
     from art.attacks.evasion import HopSkipJump
     from art.estimators.classification import PyTorchClassifier
 
@@ -66,13 +67,19 @@ def versus_art(model: nn.Module, x: Tensor, y: Tensor, norm: str, max_iter: int,
     monkeypatch.setattr(np.random, "RandomState", lambda seed=None: seeded(0 if seed is None else seed))
     art = HopSkipJump(classifier, norm=2 if norm == "l2" else np.inf, max_iter=max_iter, init_eval=init_eval,
                       max_eval=max_eval, init_size=100, verbose=False)
-    adv = torch.from_numpy(art.generate(x.numpy(), y.numpy()))
+    adv = art.generate(x.numpy(), y.numpy())
+    # ART ends each iteration on its geometric step, the paper (and ours, which keeps the closest adversarial) on a
+    # binary search back to the boundary: ART's own binary search closes its last iteration the paper's way
+    adv = torch.from_numpy(np.stack([art._binary_search(a, o, int(t), art.norm, 0.0, 1.0) if (a != o).any() else a
+                                     for a, o, t in zip(adv, x.numpy(), y.numpy())]))
     art_queries = counted.rows - 2 * len(x)
-    ours = build_attack("hsj", norm=norm, steps=math.ceil(art_queries / len(x)), init_evals=init_eval,
-                        max_evals=max_eval).run(model, x, y, seed=0)
+    attack = build_attack("hsj", norm=norm, steps=math.ceil(art_queries / len(x)), init_evals=init_eval,
+                          max_evals=max_eval)
+    ours = [attack.run(model, x, y, seed=s) for s in range(seeds)]
     d = (adv - x).flatten(1)
     art_norms = d.norm(dim=1) if norm == "l2" else d.abs().amax(1)
-    return float(ours.min_norms.median()), float(art_norms.median()), ours.queries, art_queries
+    return (float(np.mean([r.min_norms.median() for r in ours])), float(art_norms.median()),
+            max(r.queries for r in ours), art_queries)
 
 
 @pytest.mark.slow
@@ -84,7 +91,8 @@ def test_median_norm_is_within_ten_percent_of_arts(norm, zoo_resnet, monkeypatch
 
 
 def test_median_norm_is_near_arts_on_a_small_run(zoo_resnet, monkeypatch):
-    """12 images, 8 iterations: the median of 12 random-start searches spreads more, hence 20% here."""
+    """12 images, 8 iterations: the median over 12 random-start searches spreads by +-15% from seed to seed (ours,
+    measured: 1.79-2.58), so ours is averaged over 3 seeds and held to 20% of ART's here."""
     x, y = correctly_classified(zoo_resnet.module, 14)
     ours, art, q_ours, q_art = versus_art(zoo_resnet.module, x, y, "l2", 8, 10, 50, monkeypatch)
     assert abs(ours - art) <= 0.2 * art and q_ours <= q_art + len(x), (ours, art, q_ours, q_art)
