@@ -87,4 +87,5 @@ class Attack(ABC):
         check_int(self.name, "eot_samples", eot_samples, 1)
         bad = [k for k in checkpoints if not 1 <= k <= self.steps]
         if bad:
-            raise RobustgridError(f"checkpoints must lie in 1..{self.steps} (steps), got {bad}")
+            unit = "steps" if self.access == "gradient" else "query budget"
+            raise RobustgridError(f"checkpoints must lie in 1..{self.steps} ({unit}), got {bad}")

@@ -35,6 +35,10 @@ class Task(ABC):
     def objective(self, outputs: Tensor, y: Tensor) -> Tensor:
         """Per-sample value the attacker maximises, shape (B,)."""
 
+    def score_objective(self, outputs: Tensor, y: Tensor) -> Tensor:
+        """Per-sample value a score-based query attack maximises: the objective here (classification: the margin)."""
+        return self.objective(outputs, y)
+
     def success(self, outputs: Tensor, y: Tensor) -> Tensor | None:
         """Per-sample bool: is the attack already successful on this output? None if undefined."""
         return None
@@ -118,6 +122,10 @@ class Classification(Task):
     def objective(self, outputs: Tensor, y: Tensor) -> Tensor:
         return F.cross_entropy(outputs, y, reduction="none")
 
+    def score_objective(self, outputs: Tensor, y: Tensor) -> Tensor:
+        """The margin, as Square and SPSA maximise it: bounded, and positive exactly when the label is wrong."""
+        return margin(outputs, y)
+
     def success(self, outputs: Tensor, y: Tensor) -> Tensor:
         return outputs.argmax(1) != y
 
@@ -139,6 +147,13 @@ class Classification(Task):
         check_images(x)
         if y is not None and (y.dim() != 1 or len(y) != len(x)):
             raise RobustgridError(f"labels must have shape ({len(x)},), got {tuple(y.shape)}")
+
+
+def margin(logits: Tensor, y: Tensor) -> Tensor:
+    """Per-sample margin: the best wrong logit minus the true one (> 0 exactly where the top-1 label is wrong)."""
+    true = logits.gather(1, y[:, None]).squeeze(1)
+    others = logits.scatter(1, y[:, None], float("-inf")).amax(1)
+    return others - true
 
 
 def build_task(name: str) -> Task:

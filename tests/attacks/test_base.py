@@ -15,12 +15,15 @@ from robustgrid.core import RobustgridError
 TRANSFORMS_INPUT = {"di", "segtrans", "sega", "sega-nosign", "sega-nomask"}
 IDENTITY_VIEW = {"pgd", "ifgsm", "fgsm", "mifgsm", "ti", "segpgd", "sega-nosmooth", "apgd", "apgd-t", "fmn"}
 CASCADES = {"auto"}  # runs other attacks in turn, not a loop of its own
+QUERY = {"square", "spsa", "hsj"}  # query attacks: they never differentiate the model (tests/attacks/test_query.py)
 
 
 def test_every_attack_implements_the_contract():
-    assert set(ATTACKS.names()) == TRANSFORMS_INPUT | IDENTITY_VIEW | CASCADES  # a new attack joins one of the sets
+    assert set(ATTACKS.names()) == TRANSFORMS_INPUT | IDENTITY_VIEW | CASCADES | QUERY  # a new attack joins a set
     for name in ATTACKS.names():
-        assert isinstance(build_attack(name), Attack if name in CASCADES else GradientAttack)
+        assert isinstance(build_attack(name), Attack if name in CASCADES | QUERY else GradientAttack)
+        assert isinstance(build_attack(name), GradientAttack) is (name not in CASCADES | QUERY)
+        assert (build_attack(name).access == "gradient") is (name not in QUERY)
     adapter = build_attack("torchattacks:PGD")
     assert isinstance(adapter, Attack) and not isinstance(adapter, GradientAttack)  # it runs torchattacks' loop
 
