@@ -58,6 +58,9 @@ class Attack(ABC):
     # "gradient": differentiates the model; "score": sees only its outputs; "decision": only the top-1 label.
     # A query attack's ``steps`` is its query budget per image and its checkpoints are query counts.
     access = "gradient"
+    # A minimum-norm attack (FMN, HopSkipJump) returns each image's smallest adversarial found within the budget:
+    # its perturbation norms give the robust-accuracy curve at every eps from one run at the largest budget.
+    minimum_norm = False
 
     def __init__(self, *, norm: str = "linf", eps: float = 8 / 255, steps: int = 10,
                  task: str | Task = "classification") -> None:

@@ -36,6 +36,7 @@ class FMN(GradientAttack):
     """
 
     name = "fmn"
+    minimum_norm = True
     freezes_fooled = False  # a fooled sample keeps shrinking its perturbation
 
     def __init__(self, *, gamma: float = 0.05, max_step: float = 1.0, min_step: float | None = None,

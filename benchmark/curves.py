@@ -103,3 +103,21 @@ def _checked_norms(norms: np.ndarray) -> np.ndarray:
     if (norms < 0).any():
         raise RobustgridError(f"minimal norms must be >= 0 (inf or NaN: not broken), got {float(norms.min()):g}")
     return norms
+
+
+def min_norm_curves(store: Store, cells: list[CellRow]) -> dict[CurveKey, tuple[list[float], list[float]]]:
+    """The whole robust-accuracy step curve of each minimum-norm attack's curve, from its cell at the largest budget:
+    a sample it broke there is broken from its stored perturbation norm on, one it did not is never broken."""
+    largest: dict[CurveKey, CellRow] = {}
+    for c in final_cells(cells):
+        if key_of(c) not in largest or c.eps > largest[key_of(c)].eps:
+            largest[key_of(c)] = c
+    out = {}
+    for key, c in largest.items():
+        task = build_task(c.task)
+        norms = store.norms(c.key) if task.success_type else None
+        if norms is None:
+            continue
+        robust = task.robust(store.outcome(c.key), store.labels(c.suite, c.dataset))
+        out[key] = min_norm_steps(np.where(robust, np.inf, norms))
+    return out

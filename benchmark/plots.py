@@ -21,6 +21,7 @@ from robustgrid.benchmark.threats import get_threat  # noqa: E402
 
 ENVELOPE_LABEL = "envelope (broken at any budget <= eps)"
 BAND_LABEL = "bootstrap 95% band"
+MIN_NORM_LABEL = "minimum-norm curve (every eps, from one run)"
 FONT = {"title": 10, "label": 9, "tick": 8, "legend": 8}
 
 
@@ -74,12 +75,15 @@ def _style(ax: plt.Axes, title: str, xlabel: str, ylabel: str) -> None:
     ax.grid(alpha=0.3)
 
 
-def _legend(fig: plt.Figure, colours: Mapping[str, str], banded: bool, enveloped: bool) -> None:
+def _legend(fig: plt.Figure, colours: Mapping[str, str], banded: bool, enveloped: bool,
+            min_norm: bool = False) -> None:
     """One legend for the figure, below the panels: a line per curve, then what the line styles and shading mean."""
     handles = [Line2D([], [], color=c, marker="o", ms=4, label=label) for label, c in colours.items()]
     if enveloped:
         handles += [Line2D([], [], color="0.3", marker="o", ms=4, label="plain (attack run at each eps)"),
                     Line2D([], [], color="0.3", ls="--", lw=1.6, label=ENVELOPE_LABEL)]
+    if min_norm:
+        handles.append(Line2D([], [], color="0.3", ls=":", lw=1.6, label=MIN_NORM_LABEL))
     if banded:
         handles.append(Patch(color="0.3", alpha=0.18, label=BAND_LABEL))
     fig.legend(handles=handles, loc="outside lower center", ncols=_legend_columns(len(handles)),
@@ -115,9 +119,11 @@ def _save(fig: plt.Figure | None, path: Path) -> Path | None:
 
 
 def budget_figure(cells: list[CellRow], suite: str, threat: str, metric: str, envelope: Mapping[str, float],
-                  bands: Mapping[str, Interval] | None = None, log_budget: bool | None = None) -> plt.Figure | None:
+                  bands: Mapping[str, Interval] | None = None, log_budget: bool | None = None,
+                  min_norm: Mapping[CurveKey, tuple[list[float], list[float]]] | None = None) -> plt.Figure | None:
     """One panel per attack: metric vs eps at full steps with its bootstrap band; dashed: the budget envelope where
-    defined; log budgets for L2 unless ``log_budget`` says otherwise. None without cells to draw."""
+    defined; dotted steps: a minimum-norm attack's curve at every eps (``min_norm``); log budgets for L2 unless
+    ``log_budget`` says otherwise. None without cells to draw."""
     final = [c for c in final_cells(cells) if c.suite == suite and c.threat == threat]
     if not final:
         return None
@@ -125,8 +131,9 @@ def budget_figure(cells: list[CellRow], suite: str, threat: str, metric: str, en
     attacks = sorted({c.attack for c in final})
     colours = _colours([key_of(c) for c in final])
     enveloped = any(c.key in envelope for c in final)
+    min_norm = {k: v for k, v in (min_norm or {}).items() if k.suite == suite and k.threat == threat}
     banded = False
-    fig, axes = _grid(len(attacks), _legend_rows(len(colours) + 2 * enveloped + 1))
+    fig, axes = _grid(len(attacks), _legend_rows(len(colours) + 2 * enveloped + bool(min_norm) + 1))
     for ax, attack in zip(axes.flat, attacks):
         for k in sorted({key_of(c) for c in final if c.attack == attack}, key=_label):
             eps, pts = budget_curve(cells, k)
@@ -136,18 +143,25 @@ def budget_figure(cells: list[CellRow], suite: str, threat: str, metric: str, en
             env = [envelope.get(c.key) for c in pts]
             if all(v is not None for v in env):
                 ax.plot(eps, env, ls="--", lw=1.6, color=colour)
+            if k in min_norm:
+                xs, ys = min_norm[k]
+                top = max(eps)
+                keep = [i for i, x in enumerate(xs) if x <= top]
+                ax.step([xs[i] for i in keep] + [top], [ys[i] for i in keep] + [ys[keep[-1]]], where="post",
+                        ls=":", lw=1.6, color=colour)
         _style(ax, f"{attack} ({threat})", f"eps ({final[0].norm})", metric)
         budget_axis(ax, final[0].norm, [c.eps for c in final], log_budget)
-    _legend(fig, colours, banded, enveloped)
+    _legend(fig, colours, banded, enveloped, bool(min_norm))
     fig.suptitle(f"{suite}: {metric} vs budget", fontsize=FONT["title"] + 1)
     return fig
 
 
 def budget_plot(cells: list[CellRow], suite: str, threat: str, metric: str, path: Path,
                 envelope: Mapping[str, float], bands: Mapping[str, Interval] | None = None,
-                log_budget: bool | None = None) -> Path | None:
+                log_budget: bool | None = None,
+                min_norm: Mapping[CurveKey, tuple[list[float], list[float]]] | None = None) -> Path | None:
     """:func:`budget_figure` as a PNG at ``path``; None when there is nothing to draw."""
-    return _save(budget_figure(cells, suite, threat, metric, envelope, bands, log_budget), path)
+    return _save(budget_figure(cells, suite, threat, metric, envelope, bands, log_budget, min_norm), path)
 
 
 def iteration_figure(cells: list[CellRow], suite: str, threat: str, metric: str,

@@ -91,6 +91,15 @@ class OutcomeRow:
 
 
 @dataclass(frozen=True)
+class NormRow:
+    """Per-sample perturbation norms (the suite's norm) of a minimum-norm attack's cell: a broken sample's norm is
+    the smallest adversarial norm the attack found, so one run gives the robust-accuracy curve at every eps."""
+
+    key: str = field(metadata={"references": "cells(key)"})
+    norms: bytes
+
+
+@dataclass(frozen=True)
 class UnitRow:
     """One generation unit: its real gradient evaluations, forward passes, model queries and wall time."""
 
@@ -238,12 +247,13 @@ CELLS = Table("cells", CellRow, ("key",), order=("suite", "attack", "threat", "s
                                                "steps"))
 METRICS = Table("metrics", MetricRow, ("key", "name"))
 OUTCOMES = Table("outcomes", OutcomeRow, ("key",))
+NORMS = Table("norms", NormRow, ("key",))
 UNITS = Table("units", UnitRow, ("key",), order=("suite", "key"))
 SHARDS = Table("shards", ShardRow, ("unit", "shard"), order=("unit", "shard"))
 DATASETS = Table("datasets", DatasetRow, ("suite", "fingerprint"))
 CLEAN = Table("clean", CleanRow, ("suite", "target", "defense", "fingerprint"))
 PROVENANCE = Table("provenance", ProvenanceRow, ("id",), order=("suite", "id"))
-TABLES: tuple[Table[Any], ...] = (PROVENANCE, CELLS, METRICS, OUTCOMES, UNITS, SHARDS, DATASETS, CLEAN)
+TABLES: tuple[Table[Any], ...] = (PROVENANCE, CELLS, METRICS, OUTCOMES, NORMS, UNITS, SHARDS, DATASETS, CLEAN)
 
 
 def schema_sql() -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 import jinja2
 
 from robustgrid.benchmark.bands import cell_bands
-from robustgrid.benchmark.curves import envelopes, final_cells
+from robustgrid.benchmark.curves import CurveKey, envelopes, final_cells, min_norm_curves
 from robustgrid.benchmark.leaderboard import (
     VERSION_KEYS,
     AttackRow,
@@ -86,9 +86,10 @@ def write_csv(cells: list[CellRow], env: Mapping[str, float], prov: Mapping[str,
 
 
 def write_plots(cells: list[CellRow], env: dict[str, float], out: Path,
-                bands: Mapping[str, Interval] | None = None) -> dict[str, list[str]]:
-    """Budget and iteration curves per (suite, threat), with bootstrap ``bands`` by cell key, and transfer heatmaps
-    per attack; file names per suite."""
+                bands: Mapping[str, Interval] | None = None,
+                min_norm: Mapping[CurveKey, tuple[list[float], list[float]]] | None = None) -> dict[str, list[str]]:
+    """Budget and iteration curves per (suite, threat), with bootstrap ``bands`` by cell key and minimum-norm
+    curves, and transfer heatmaps per attack; file names per suite."""
     plots: dict[str, list[str]] = {}
     heatmap_threats = threat_order().heatmaps
     for suite in sorted({c.suite for c in cells}):
@@ -97,7 +98,8 @@ def write_plots(cells: list[CellRow], env: dict[str, float], out: Path,
         written = []
         for threat in sorted({c.threat for c in sel}):
             stem = f"{_slug(suite)}_{threat}.png"
-            written += [budget_plot(cells, suite, threat, metric, out / f"budget_{stem}", env, bands),
+            written += [budget_plot(cells, suite, threat, metric, out / f"budget_{stem}", env, bands,
+                                    min_norm=min_norm),
                         iteration_plot(cells, suite, threat, metric, out / f"iterations_{stem}", bands)]
         for attack in sorted({c.attack for c in sel if c.threat in heatmap_threats}):
             written.append(transfer_heatmap(cells, suite, attack, metric,
@@ -179,7 +181,7 @@ def write_report(out: str | Path) -> list[Path]:
         env = envelopes(store, cells)
         prov = store.provenance()
         write_csv(cells, env, prov, out / "cells.csv")
-        plots = write_plots(cells, env, out, cell_bands(store, cells))
+        plots = write_plots(cells, env, out, cell_bands(store, cells), min_norm_curves(store, cells))
         board = build_leaderboard(store, cells, env, prov, plots)
         exports = target_exports(cells, env, prov)
     finally:

@@ -306,7 +306,10 @@ def finish_unit(p: Prepared, unit: Unit, store: Store, clean: dict[tuple[str, st
                 eval_seconds=eval_seconds / max(len(unit.cells), 1),
                 clean_key=clean_key(p.identity, cell.target, cell.defense), provenance=p.provenance.id,
                 created=time.time(), metrics=metrics)
-            store.put_cell(con, record, outcome)
+            norms = None
+            if attack.minimum_norm:  # the norms the suite's budget counts, per sample, for the min-norm curve
+                norms = np.concatenate([r.pairs[cell.eps, cell.steps, cell.norm] for r in shards])
+            store.put_cell(con, record, outcome, norms)
         store.put_unit(con, UnitRow(unit.key, unit.suite, sum(r.grad_evals for r in shards),
                                     sum(r.forwards for r in shards), sum(r.queries for r in shards),
                                     sum(r.seconds for r in shards), unit.seed))

@@ -21,6 +21,7 @@ from robustgrid.benchmark.records import (
     CLEAN,
     DATASETS,
     METRICS,
+    NORMS,
     OUTCOMES,
     PROVENANCE,
     SCHEMA_VERSION,
@@ -30,6 +31,7 @@ from robustgrid.benchmark.records import (
     CleanRow,
     DatasetRow,
     MetricRow,
+    NormRow,
     OutcomeRow,
     ProvenanceRow,
     ShardRow,
@@ -98,12 +100,16 @@ class Store:
             found += self.db.execute(q, chunk).fetchone()[0]
         return found == len(keys)
 
-    def put_cell(self, con: sqlite3.Connection, cell: CellRow, outcome: np.ndarray) -> None:
-        """A cell, its metrics and its per-sample outcomes (inside the unit's transaction ``con``)."""
+    def put_cell(self, con: sqlite3.Connection, cell: CellRow, outcome: np.ndarray,
+                 norms: np.ndarray | None = None) -> None:
+        """A cell, its metrics, its per-sample outcomes and, for a minimum-norm attack, its per-sample perturbation
+        norms (inside the unit's transaction ``con``)."""
         con.execute(CELLS.insert_sql(), CELLS.values(cell))
         con.executemany(METRICS.insert_sql(),
                         [METRICS.values(MetricRow(cell.key, k, v)) for k, v in cell.metrics.items()])
         con.execute(OUTCOMES.insert_sql(), OUTCOMES.values(OutcomeRow(cell.key, pack(outcome))))
+        if norms is not None:
+            con.execute(NORMS.insert_sql(), NORMS.values(NormRow(cell.key, pack(norms))))
 
     def put_unit(self, con: sqlite3.Connection, unit: UnitRow) -> None:
         con.execute(UNITS.insert_sql(), UNITS.values(unit))
@@ -160,6 +166,11 @@ class Store:
 
     def outcome(self, key: str) -> np.ndarray:
         return unpack(self.db.execute("SELECT outcome FROM outcomes WHERE key=?", (key,)).fetchone()[0])
+
+    def norms(self, key: str) -> np.ndarray | None:
+        """A minimum-norm attack cell's per-sample perturbation norms; None for any other cell."""
+        row = self.db.execute("SELECT norms FROM norms WHERE key=?", (key,)).fetchone()
+        return None if row is None else unpack(row[0])
 
     def cells(self) -> list[CellRow]:
         """Every stored cell with its metrics, in a stable order."""
