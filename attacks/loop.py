@@ -149,7 +149,6 @@ class GradientAttack(Attack):
         x0 = x.detach()
         y = self.labels(models, x0, y)
         result = AttackResult(x_adv=x0.clone())
-        result.grad_evals_rows_at = {}
         spent = torch.zeros(len(x0), dtype=torch.long, device=x0.device)
         if isinstance(eps, float) and eps == 0:
             result.checkpoints = {k: x0.clone() for k in checkpoints}
@@ -166,7 +165,8 @@ class GradientAttack(Attack):
         xa = self.start(x0, eps, gen)
         done = torch.zeros(len(x0), dtype=torch.bool, device=x0.device)
         if zero is not None:  # a sample at eps 0 is its clean image and costs nothing, as a run at eps 0
-            xa[zero], done = x0[zero], zero.clone()
+            xa[zero] = x0[zero]
+            done = zero.clone()
         use_stop = early_stop and self.task.success_type and self.freezes_fooled
         draws = self.draws_per_step(eot_samples)
         state = self.init_state(x0)
