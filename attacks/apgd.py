@@ -44,6 +44,7 @@ class APGD(GradientAttack):
 
     name = "apgd"
     single = False  # one pass of the loop (set on the per-pass copies that ``run_passes`` makes)
+    per_sample_eps = False  # restarts and the step-size schedule take one eps; the budget search groups by budget
 
     def __init__(self, *, loss: str | None = None, restarts: int = 1, norm: str = "linf", eps: float = 8 / 255,
                  steps: int = 100, task: str | Task = "classification") -> None:
@@ -76,6 +77,8 @@ class APGD(GradientAttack):
             checkpoints: Sequence[int] = (), on_checkpoint: OnCheckpoint | None = None, early_stop: bool = False,
             eot_samples: int = 1) -> AttackResult:
         """One pass of the loop, or the restarts on the samples still robust (see ``run_passes``)."""
+        if isinstance(eps, Tensor):
+            self.check_eps(eps, x)  # raises: restarts and the step-size schedule take one eps
         if self.single:
             return super().run(models, x, y, seed=seed, eps=eps, checkpoints=checkpoints,
                                on_checkpoint=on_checkpoint, early_stop=early_stop, eot_samples=eot_samples)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
@@ -35,6 +35,7 @@ class AttackResult:
     queries: int = 0      # model queries of a query attack (score or decision access), summed over images
     queries_at: dict[int, int] = field(default_factory=dict)  # cumulative queries at each query checkpoint
     min_norms: Tensor | None = None  # minimum-norm attacks: per-sample smallest adversarial norm found (inf: none)
+    grad_evals_rows_at: dict[int, Tensor] = field(default_factory=dict)  # the loop's per-sample cost at each
 
 
 def check_budget(what: str, norm: str, eps: float, steps: int) -> tuple[str, float, int]:
@@ -61,6 +62,7 @@ class Attack(ABC):
     # A minimum-norm attack (FMN, HopSkipJump) returns each image's smallest adversarial found within the budget:
     # its perturbation norms give the robust-accuracy curve at every eps from one run at the largest budget.
     minimum_norm = False
+    per_sample_eps: ClassVar[bool] = False  # whether ``run`` takes an eps tensor of shape (N,) (the shared loop)
 
     def __init__(self, *, norm: str = "linf", eps: float = 8 / 255, steps: int = 10,
                  task: str | Task = "classification") -> None:
@@ -68,10 +70,11 @@ class Attack(ABC):
         self.task = build_task(task) if isinstance(task, str) else task
 
     @abstractmethod
-    def run(self, models: Models, x: Tensor, y: Tensor, *, seed: int, eps: float | None = None,
+    def run(self, models: Models, x: Tensor, y: Tensor, *, seed: int, eps: float | Tensor | None = None,
             checkpoints: Sequence[int] = (), on_checkpoint: OnCheckpoint | None = None, early_stop: bool = False,
             eot_samples: int = 1) -> AttackResult:
-        """Attack ``x`` at budget ``eps`` (default: the constructor's), keeping the iterates at ``checkpoints``.
+        """Attack ``x`` at budget ``eps`` (default: the constructor's; a tensor of shape (N,), one per sample, where
+        ``per_sample_eps``), keeping the iterates at ``checkpoints``.
 
         ``early_stop`` freezes samples once they fool every source (success-type tasks); ``eot_samples``
         multiplies the gradient draws per step, to average over a randomised model's draws (EOT).

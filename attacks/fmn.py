@@ -38,6 +38,7 @@ class FMN(GradientAttack):
     name = "fmn"
     minimum_norm = True
     freezes_fooled = False  # a fooled sample keeps shrinking its perturbation
+    per_sample_eps = False  # its answer at the run's eps takes one eps; the budget search groups by budget
 
     def __init__(self, *, gamma: float = 0.05, max_step: float = 1.0, min_step: float | None = None,
                  norm: str = "linf", eps: float = 8 / 255, steps: int = 100,

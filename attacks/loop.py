@@ -17,10 +17,15 @@ import torch
 from torch import Tensor, nn
 
 from robustgrid.attacks.base import Attack, AttackResult, Models, OnCheckpoint, as_models
-from robustgrid.core import check_bool, check_float, check_int
+from robustgrid.core import RobustgridError, check_bool, check_float, check_int
 from robustgrid.models.tasks import Task
 
 __all__ = ["AttackResult", "GradientAttack", "flat_norm"]
+
+
+def _rows(v: float | Tensor, rows: slice | Tensor) -> float | Tensor:
+    """A float as is, a per-sample tensor's ``rows``."""
+    return v if isinstance(v, float) else v[rows]
 
 
 def flat_norm(t: Tensor) -> Tensor:
@@ -37,6 +42,7 @@ class GradientAttack(Attack):
 
     name = "gradient"
     freezes_fooled: ClassVar[bool] = True  # early stop applies (a minimum-norm attack keeps shrinking instead)
+    per_sample_eps: ClassVar[bool] = True  # ``run`` takes an eps tensor of shape (N,): one budget per sample
 
     def __init__(self, *, norm: str = "linf", eps: float = 8 / 255, steps: int = 10,
                  step_size: float | None = None, rel_step_size: float | None = None,
@@ -79,9 +85,10 @@ class GradientAttack(Attack):
         """Whether ``observe`` is overridden: only then does the pass collect objective values and hits."""
         return type(self).observe is not GradientAttack.observe
 
-    def advance(self, xa: Tensor, grad: Tensor, x0: Tensor, eps: float, alpha: float, step: int,
+    def advance(self, xa: Tensor, grad: Tensor, x0: Tensor, eps: float | Tensor, alpha: float | Tensor, step: int,
                 state: dict[str, Tensor], idx: Tensor) -> Tensor:
-        """The next iterate of rows ``idx``: ``alpha`` along ``direction``, projected (APGD, FMN override it)."""
+        """The next iterate of rows ``idx``: ``alpha`` along ``direction``, projected (APGD, FMN override it);
+        ``eps`` and ``alpha`` are floats or per-row tensors shaped (B, 1, 1, 1)."""
         return self.project(xa + alpha * self.direction(grad, state, idx), x0, eps)
 
     def current(self, xa: Tensor, state: dict[str, Tensor]) -> Tensor:
@@ -117,35 +124,49 @@ class GradientAttack(Attack):
         return self.samples * eot_samples
 
     # ---- the loop ----------------------------------------------------------------------------
-    def alpha(self, eps: float) -> float:
+    def alpha(self, eps: float | Tensor) -> float | Tensor:
+        """The step size for budget ``eps`` (a float, or a float64 tensor giving one per sample)."""
         if self.step_size is not None:
             return self.step_size
         if self.rel_step_size is not None:
             return self.rel_step_size * eps
         return 2.5 * eps / self.steps
 
-    def run(self, models: Models, x: Tensor, y: Tensor, *, seed: int, eps: float | None = None,
+    def run(self, models: Models, x: Tensor, y: Tensor, *, seed: int, eps: float | Tensor | None = None,
             checkpoints: Sequence[int] = (), on_checkpoint: OnCheckpoint | None = None, early_stop: bool = False,
             eot_samples: int = 1) -> AttackResult:
         """Run the attack; iterates after each step in ``checkpoints`` are kept (RealSafe curve 2).
 
-        Each step takes ``samples * eot_samples`` gradient draws per source; early stop applies only to
-        success-type tasks (classification)."""
+        ``eps`` may be a tensor of shape (N,), one budget per sample (when ``per_sample_eps``): each sample then
+        runs as it would alone at its float eps (step size, projection, eps 0 untouched), except for the random
+        start's draws (see ``start``). Each step takes ``samples * eot_samples`` gradient draws per source; early
+        stop applies only to success-type tasks (classification)."""
         models = as_models(models)
         self.check_run(len(models), checkpoints, eot_samples)
         self.task.check_batch(x, y)
-        eps = self.eps if eps is None else check_float(self.name, "eps", eps, 0.0)
+        eps = self.eps if eps is None else self.check_eps(eps, x)
         gen = torch.Generator(device=x.device).manual_seed(int(seed))
         x0 = x.detach()
         y = self.labels(models, x0, y)
         result = AttackResult(x_adv=x0.clone())
-        if eps == 0:
+        spent = torch.zeros(len(x0), dtype=torch.long, device=x0.device)
+        if isinstance(eps, float) and eps == 0:
             result.checkpoints = {k: x0.clone() for k in checkpoints}
             result.grad_evals_at = {k: 0 for k in checkpoints}
+            result.grad_evals_rows_at = {k: spent.clone() for k in checkpoints}
             return result
-        alpha = self.alpha(eps)
+        if isinstance(eps, float):
+            alpha, zero = self.alpha(eps), None
+        else:  # alpha = f(eps) in float64 as for a float eps, then both rounded to the images' dtype
+            step = self.alpha(eps)
+            shape = (-1, *([1] * (x0.dim() - 1)))
+            alpha = step if isinstance(step, float) else step.to(x0.dtype).view(shape)
+            zero, eps = eps == 0, eps.to(x0.dtype).view(shape)
         xa = self.start(x0, eps, gen)
         done = torch.zeros(len(x0), dtype=torch.bool, device=x0.device)
+        if zero is not None:  # a sample at eps 0 is its clean image and costs nothing, as a run at eps 0
+            xa[zero] = x0[zero]
+            done = zero.clone()
         use_stop = early_stop and self.task.success_type and self.freezes_fooled
         draws = self.draws_per_step(eot_samples)
         state = self.init_state(x0)
@@ -156,6 +177,7 @@ class GradientAttack(Attack):
                 rows = slice(None) if len(idx) == len(xa) else idx
                 grad, fooled, values = self.gradient(models, xa[rows], y[rows], x0[rows], gen, result, use_stop,
                                                      step, draws)
+                spent[idx] += draws * len(models)
                 xr = xa[rows]
                 if values is not None:
                     xr, grad = self.observe(step, xr, grad, values, fooled, state, idx)
@@ -166,20 +188,44 @@ class GradientAttack(Attack):
                         idx, grad, xr = idx[keep], grad[keep], xr[keep]
                         rows = idx
                 if len(idx):
-                    xa[rows] = self.advance(xr, grad, x0[rows], eps, alpha, step, state, idx)
+                    xa[rows] = self.advance(xr, grad, x0[rows], _rows(eps, rows), _rows(alpha, rows), step, state,
+                                            idx)
             if step == self.steps:
                 xa = self.finish(models, xa, y, x0, eps, state, result)
+            if step in checkpoints:
+                result.grad_evals_rows_at[step] = spent.clone()
             self.record(result, step, xa if step == self.steps else self.current(xa, state), checkpoints,
                         on_checkpoint)
         result.x_adv = xa
         return result
 
-    def start(self, x0: Tensor, eps: float, gen: torch.Generator) -> Tensor:
-        """Random start in the ball (same draws as torchattacks for the same seed), or x0."""
+    def check_eps(self, eps: float | Tensor, x: Tensor) -> float | Tensor:
+        """A run's eps: a float >= 0, or (``per_sample_eps``) a finite tensor >= 0 of shape (N,), kept float64."""
+        if not isinstance(eps, Tensor):
+            return check_float(self.name, "eps", eps, 0.0)
+        if not self.per_sample_eps:
+            raise RobustgridError(f"{self.name}: eps must be a float (this attack has no per-sample eps), "
+                                  f"got a tensor of shape {tuple(eps.shape)}")
+        if eps.shape != (len(x),) or eps.is_complex() or eps.dtype == torch.bool:
+            raise RobustgridError(f"{self.name}: a per-sample eps must be a real tensor of shape ({len(x)},), "
+                                  f"got {eps.dtype} of shape {tuple(eps.shape)}")
+        eps = eps.detach().to(device=x.device, dtype=torch.float64)
+        bad = ~torch.isfinite(eps) | (eps < 0)
+        if bool(bad.any()):
+            raise RobustgridError(f"{self.name}: a per-sample eps must be finite and >= 0, "
+                                  f"got {float(eps[bad][0]):g} at sample {int(bad.nonzero()[0])}")
+        return eps
+
+    def start(self, x0: Tensor, eps: float | Tensor, gen: torch.Generator) -> Tensor:
+        """Random start in the ball (same draws as torchattacks for the same seed), or x0.
+
+        A per-sample eps (shaped (N, 1, 1, 1)) draws Linf noise as uniform(-1, 1) times each sample's eps, so its
+        start is not bit-equal to a float run's uniform(-eps, eps); the L2 draws are the float run's."""
         if not self.random_start:
             return x0.clone()
         if self.norm == "linf":
-            noise = torch.empty_like(x0).uniform_(-eps, eps, generator=gen)
+            noise = (torch.empty_like(x0).uniform_(-eps, eps, generator=gen) if isinstance(eps, float)
+                     else torch.empty_like(x0).uniform_(-1, 1, generator=gen) * eps)
         else:
             delta = torch.empty_like(x0).normal_(generator=gen)
             r = torch.zeros(len(x0), 1, 1, 1, device=x0.device).uniform_(0, 1, generator=gen)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from robustgrid.attacks import Attack, GradientAttack
+from robustgrid.attacks import Attack, AttackResult, GradientAttack
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,9 @@ def binary_search(attack: Attack, models: Sequence[nn.Module], x: Tensor, y: Ten
                   eot_samples: int = 1) -> Generated:
     """Binary search per sample over the sorted positive ``budgets``, then a run at every budget above a sample's
     minimal one that the search skipped (early-stopped, so cheap), so that each budget's iteration curve is the
-    attack's own there. The samples of one round that probe the same budget share one run."""
+    attack's own there. An attack with a per-sample eps runs each round's probes, and the fill-in runs, as one
+    batch, each sample at its own budget (small batches cost far more per image); any other runs one batch per
+    budget probed."""
     budgets = sorted(budgets)
     m, n, task = len(budgets), len(x), attack.task
     frozen = early_stop and task.success_type and isinstance(attack, GradientAttack)  # the loop honours early stop
@@ -85,29 +87,62 @@ def binary_search(attack: Attack, models: Sequence[nn.Module], x: Tensor, y: Ten
     hi = torch.where(broken_clean, -1, m - 1)  # a sample broken clean needs no search
     minimal = torch.where(broken_clean, -1, m)
 
-    def probe(index: int, rows: Tensor, tag: int) -> Tensor:
-        res = attack.run(models, x[rows], y[rows], seed=seed + 104729 * tag + index, eps=budgets[index],
-                         checkpoints=checkpoints, early_stop=early_stop, eot_samples=eot_samples)
-        fooled = fooled_at(models, task.success, res.checkpoints, y[rows], frozen)
+    def run(rows: Tensor, eps: float | Tensor, run_seed: int) -> tuple[AttackResult, dict[int, Tensor]]:
+        res = attack.run(models, x[rows], y[rows], seed=run_seed, eps=eps, checkpoints=checkpoints,
+                         early_stop=early_stop, eot_samples=eot_samples)
         checks = len(rows) * len(models) * (1 if frozen else len(checkpoints))
-        closure.add(Probe(index, rows, res.checkpoints, fooled, res.grad_evals_at), res.grad_evals,
-                    res.forwards + checks)
-        return fooled[max(checkpoints)]
+        closure.spend(res.grad_evals, res.forwards + checks)
+        return res, fooled_at(models, task.success, res.checkpoints, y[rows], frozen)
+
+    def probe(groups: list[tuple[int, Tensor]], tag: int,
+              needed: Callable[[int], Tensor] | None = None) -> list[Tensor]:
+        """Run the (budget index, rows) groups of one round; per group, which rows the last checkpoint broke. With
+        ``needed`` (fill-in runs) a group keeps only the rows still needed once the groups below it are taken in:
+        run one by one, it is run on those alone (as before batching); batched, the others' cost is still counted."""
+        if not attack.per_sample_eps:
+            out = []
+            for index, rows in groups:
+                rows = rows if needed is None else needed(index).nonzero().flatten()
+                if not len(rows):
+                    continue
+                res, fooled = run(rows, budgets[index], seed + 104729 * tag + index)
+                closure.add(Probe(index, rows, res.checkpoints, fooled, res.grad_evals_at))
+                out.append(fooled[max(checkpoints)])
+            return out
+        rows = torch.cat([r for _, r in groups])
+        eps = torch.tensor([budgets[i] for i, r in groups for _ in range(len(r))], dtype=torch.float64)
+        res, fooled = run(rows, eps, seed + 104729 * tag)
+        out, at = [], 0
+        for index, part in groups:
+            sel = torch.arange(at, at + len(part), device=x.device)
+            at += len(part)
+            spent = {k: int(res.grad_evals_rows_at[k][sel].sum()) for k in checkpoints}
+            if needed is not None:
+                sel = sel[needed(index)[part]]
+            closure.add(Probe(index, rows[sel], {k: v[sel] for k, v in res.checkpoints.items()},
+                              {k: v[sel] for k, v in fooled.items()}, spent))
+            out.append(fooled[max(checkpoints)][sel])
+        return out
 
     for rnd in range(m.bit_length()):
         active = lo <= hi
         mid = (lo + hi) // 2
-        for index in sorted(set(mid[active].tolist())):
-            rows = (active & (mid == index)).nonzero().flatten()
-            broken = probe(index, rows, rnd)
+        groups = [(index, (active & (mid == index)).nonzero().flatten()) for index in sorted(set(mid[active].tolist()))]
+        for (index, rows), broken in zip(groups, probe(groups, rnd), strict=True):
             minimal[rows[broken]] = index
             hi[rows[broken]] = index - 1
             lo[rows[~broken]] = index + 1
     first = min(checkpoints)
-    for index in range(m):
-        need = (minimal < index) & ~closure.probed_at[index] & ~closure.broken[budgets[index], first]
-        if bool(need.any()):
-            probe(index, need.nonzero().flatten(), m.bit_length())
+
+    def needed(index: int) -> Tensor:
+        """The samples a fill-in run at ``budgets[index]`` is for: above their minimal budget, not probed there,
+        and not already broken there at the first checkpoint by a smaller probe."""
+        return (minimal < index) & ~closure.probed_at[index] & ~closure.broken[budgets[index], first]
+
+    fill = [(index, needed(index).nonzero().flatten()) for index in range(m)]
+    fill = [(index, rows) for index, rows in fill if len(rows)]
+    if fill:
+        probe(fill, m.bit_length(), needed)
     return closure.result(minimal)
 
 
@@ -126,9 +161,13 @@ class _Closure:
         self.cost = dict.fromkeys(points, 0)
         self.grad_evals, self.forwards = 0, forwards
 
-    def add(self, probe: Probe, grad_evals: int, forwards: int) -> None:
+    def spend(self, grad_evals: int, forwards: int) -> None:
+        """Count one run's cost (its gradient evaluations and forwards, early-stop checks included)."""
         self.grad_evals += grad_evals
         self.forwards += forwards
+
+    def add(self, probe: Probe) -> None:
+        """Take a probe's iterates into every budget at or above its own, and its cost per (eps, step)."""
         self.probed_at[probe.index, probe.rows] = True
         for k in self.checkpoints:
             self.cost[self.budgets[probe.index], k] += probe.grad_evals_at[k]

@@ -132,3 +132,72 @@ def test_only_attacks_that_observe_pay_for_objective_values(zoo_resnet, fmnist_b
     assert not pgd.observes and apgd.observes
     res = pgd.run(zoo_resnet.module, x, y, seed=0)
     assert res.grad_evals == 3 * len(x) and res.forwards == 0
+
+
+PER_SAMPLE_EPS = (0.0, 0.02, 0.05, 0.1)
+
+
+@pytest.mark.parametrize("name, params", [
+    ("pgd", {"random_start": False}),
+    ("pgd", {"random_start": False, "norm": "l2", "rel_step_size": 0.3}),
+    ("mifgsm", {}),
+    ("ti", {"kernel_size": 3}),
+])
+@pytest.mark.parametrize("early_stop", [False, True])
+def test_a_per_sample_eps_run_is_each_samples_float_run(zoo_resnet, fmnist_batch, name, params, early_stop):
+    """Sample by sample, one run with an eps tensor equals the run of the whole batch at that sample's float eps:
+    iterates at every checkpoint, the answer, and the sample's gradient evaluations (none at eps 0). Bit for bit
+    under Linf; under L2 up to float rounding (the float projection divides by the norm as 1 / norm * eps)."""
+    x, y = fmnist_batch
+    scale = 20 if params.get("norm") == "l2" else 1
+    eps = torch.tensor([PER_SAMPLE_EPS[i % 4] * scale for i in range(len(x))], dtype=torch.float64)
+    attack = build_attack(name, eps=0.1, steps=6, **params)
+    mixed = attack.run(zoo_resnet.module, x, y, seed=3, eps=eps, checkpoints=[1, 4, 6], early_stop=early_stop)
+    exact = params.get("norm") != "l2"
+
+    def same(a: torch.Tensor, b: torch.Tensor) -> None:
+        if exact:
+            assert torch.equal(a, b)
+        else:
+            torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    for e in sorted(set(eps.tolist())):
+        rows = eps == e
+        alone = attack.run(zoo_resnet.module, x, y, seed=3, eps=e, checkpoints=[1, 4, 6], early_stop=early_stop)
+        for k in (1, 4, 6):
+            same(mixed.checkpoints[k][rows], alone.checkpoints[k][rows])
+            spent = mixed.grad_evals_rows_at[k][rows]
+            assert int(spent.sum()) == (int(alone.grad_evals_rows_at[k][rows].sum()) if e else 0), (e, k)
+        same(mixed.x_adv[rows], alone.x_adv[rows])
+    assert mixed.grad_evals == int(mixed.grad_evals_rows_at[6].sum())
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_a_per_sample_random_start_fills_each_samples_own_ball(fmnist_batch, norm):
+    """The random start with an eps tensor lies in each sample's ball, reaches out to its edge (Linf) and leaves a
+    sample at eps 0 clean; with every eps equal, the L2 start is the float run's draw exactly."""
+    x, _ = fmnist_batch
+    attack = build_attack("pgd", norm=norm, eps=0.1, steps=1, random_start=True)
+    eps = torch.tensor([PER_SAMPLE_EPS[i % 4] for i in range(len(x))]).view(-1, 1, 1, 1)
+    delta = attack.start(x, eps, torch.Generator().manual_seed(0)) - x
+    size = delta.flatten(1).abs().amax(1) if norm == "linf" else delta.flatten(1).norm(dim=1)
+    assert bool((size <= eps.flatten() + 1e-6).all())
+    assert bool((size[eps.flatten() == 0] == 0).all())
+    if norm == "linf":  # of 784 uniform pixels in [-eps, eps], clipped to [0, 1], the largest is near eps
+        assert bool((size[eps.flatten() > 0] >= 0.9 * eps.flatten()[eps.flatten() > 0]).all())
+    else:
+        same = attack.start(x, torch.full_like(eps, 0.1), torch.Generator().manual_seed(0))
+        assert torch.equal(same, attack.start(x, 0.1, torch.Generator().manual_seed(0)))
+
+
+@pytest.mark.parametrize("name, eps, message", [
+    ("pgd", torch.zeros(3),
+     "pgd: a per-sample eps must be a real tensor of shape (4,), got torch.float32 of shape (3,)"),
+    ("pgd", torch.tensor([0.1, -0.1, 0.0, 0.2]), "pgd: a per-sample eps must be finite and >= 0, got -0.1 at sample 1"),
+    ("apgd", torch.zeros(4),
+     "apgd: eps must be a float (this attack has no per-sample eps), got a tensor of shape (4,)"),
+])
+def test_a_bad_per_sample_eps_is_a_one_line_error(zoo_resnet, fmnist_batch, name, eps, message):
+    x, y = fmnist_batch
+    with pytest.raises(RobustgridError) as err:
+        build_attack(name, eps=0.1, steps=2).run(zoo_resnet.module, x[:4], y[:4], seed=0, eps=eps)
+    assert str(err.value) == message

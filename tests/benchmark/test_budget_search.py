@@ -100,6 +100,33 @@ def test_search_on_the_zoo_is_no_weaker_than_the_plain_envelope():
     assert res.grad_evals < plain_cost
 
 
+@pytest.mark.parametrize("early_stop", [True, False])
+def test_one_batch_per_round_gives_the_search_of_one_batch_per_budget(early_stop):
+    """Deterministic I-FGSM on fmnist-resnet: running each round's probes (and the fill-ins) as one batch with a
+    per-sample eps finds the same minimal budgets, samples probed and images as one run per budget probed; the
+    fill-in batch may spend more (rows a smaller fill-in made unnecessary), never less."""
+    from robustgrid.models.data import build_dataset
+    from robustgrid.models.zoo import zoo_target
+
+    class PerBudget(type(build_attack("ifgsm"))):
+        per_sample_eps = False  # the grouping an attack without a per-sample eps gets
+
+    ds = build_dataset("fashion-mnist", split="test", size=48, seed=0)
+    x, y = ds.images, ds.labels
+    model = zoo_target("fmnist-resnet", allow_train=False).module
+    budgets, checkpoints = [0.005, 0.01, 0.02, 0.04, 0.08], [1, 2, 5, 10]
+    params = {"eps": max(budgets), "steps": 10, "step_size": 0.01}
+    batched = binary_search(build_attack("ifgsm", **params), [model], x, y, budgets, checkpoints, seed=0,
+                            early_stop=early_stop)
+    grouped = binary_search(PerBudget(**params), [model], x, y, budgets, checkpoints, seed=0, early_stop=early_stop)
+    assert batched.minimal.tolist() == grouped.minimal.tolist()
+    assert batched.probed == grouped.probed
+    for point, image in grouped.images.items():
+        assert torch.equal(batched.images[point], image), point
+    assert batched.grad_evals >= grouped.grad_evals
+    assert sum(batched.cost[e, max(checkpoints)] for e in budgets) == batched.grad_evals
+
+
 SEARCH_TOML = {
     "seed": 0,
     "suite": [{
