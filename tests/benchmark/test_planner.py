@@ -71,7 +71,7 @@ def test_unit_and_cell_keys_are_those_of_the_if_chain_planner(path, suite):
 def test_the_golden_plans_cover_every_threat_and_the_blind_ride():
     units = [u for suites in GOLDEN_PLANS.values() for rows in suites.values() for u in rows]
     cell_threats = {c[1] for u in units for c in u["cells"]}
-    assert cell_threats == {"whitebox", "transfer", "blind", "bpda", "adaptive"}
+    assert cell_threats == {"whitebox", "transfer", "blind", "bpda", "adaptive", "score", "decision"}
     assert "blind" not in {u["threat"] for u in units}  # blind cells ride on whitebox units
     assert sum(len(u["cells"]) for u in units) > 1000
 
