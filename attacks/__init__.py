@@ -6,7 +6,7 @@ Attacks may import ``models`` (tasks); never ``defenses`` or ``benchmark``.
 from __future__ import annotations
 
 # registration happens on import of each attack module
-from robustgrid.attacks import di, mifgsm, pgd, sega, segpgd, segtrans, ti, torchattacks_adapter  # noqa: F401
+from robustgrid.attacks import bsr, di, mifgsm, pgd, sega, segpgd, segtrans, ti, torchattacks_adapter  # noqa: F401
 from robustgrid.attacks.base import Attack, AttackResult
 from robustgrid.attacks.loop import GradientAttack
 from robustgrid.attacks.registry import ATTACKS, build_attack, list_attacks, register_attack
