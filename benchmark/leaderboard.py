@@ -61,7 +61,8 @@ class ThreatFlags:
 
 @dataclass(frozen=True)
 class Row:
-    """One (target, defense) of a suite: clean metric, one value per column (None: not evaluated), flags."""
+    """One (target, defense) of a suite: clean metric, one value per column (None: not evaluated), flags, and the
+    task's further metrics (``SuiteBoard.extra_columns``)."""
 
     rank: int
     target: str
@@ -69,6 +70,7 @@ class Row:
     clean: float | None
     values: tuple[float | None, ...]
     flags: tuple[ThreatFlags, ...]
+    extras: tuple[float | None, ...] = ()
 
     @property
     def flag_text(self) -> str:
@@ -115,6 +117,7 @@ class SuiteBoard:
     breakdown: tuple[AttackRow, ...]
     cost: Cost
     plots: tuple[str, ...]  # file names, next to the leaderboard
+    extra_columns: tuple[str, ...] = ()  # labels of Row.extras: each task column clean and at the ranked point
 
 
 @dataclass(frozen=True)
@@ -188,6 +191,11 @@ def _suite_board(suite: str, sel: list[CellRow], cost: Cost, env: Mapping[str, f
         v = None if rank_col is None else r.values[rank_col]
         return v is None, -(v or 0)
 
+    extra_labels: tuple[str, ...] = ()
+    if task.columns and rank_col is not None:
+        at = columns[rank_col]
+        extra_labels = tuple(f"{label} {m}" for m in task.columns for label in ("clean", at.label))
+        rows = [replace(r, extras=extra_values(sel, task.columns, at, r.target, r.defense)) for r in rows]
     ranked = tuple(replace(r, rank=i) for i, r in enumerate(sorted(rows, key=rank_key), 1))
     attacks = tuple(sorted({c.attack for c in sel}))
     top = eps_all[-1] if eps_all else None
@@ -199,7 +207,20 @@ def _suite_board(suite: str, sel: list[CellRow], cost: Cost, env: Mapping[str, f
             value_at.setdefault((c.threat, c.sources, c.target, c.defense, c.attack), c.value)
     breakdown = tuple(AttackRow(*k, tuple(value_at.get((*k, a)) for a in attacks)) for k in combos)
     return SuiteBoard(suite, task_name, sel[0].dataset.split(":")[0], sel[0].n, metric,
-                      task.success_type, columns, ranked, top, attacks, breakdown, cost, tuple(plots))
+                      task.success_type, columns, ranked, top, attacks, breakdown, cost, tuple(plots), extra_labels)
+
+
+def extra_values(final: Sequence[CellRow], names: Sequence[str], at: Column, target: str,
+                 defense: str) -> tuple[float | None, ...]:
+    """Per further metric: its clean value and its worst case over attacks at column ``at`` (lower = stronger)."""
+    out: list[float | None] = []
+    for m in names:
+        clean = [c.metrics.get(m, float("nan")) for c in final if c.eps == 0 and c.target == target
+                 and c.defense == defense]
+        attacked = [c.metrics.get(m, float("nan")) for c in final if c.threat == at.threat and c.eps == at.eps
+                    and c.target == target and c.defense == defense]
+        out += [_worst(clean), _worst(attacked)]
+    return tuple(out)
 
 
 def _provenance_lines(cells: list[CellRow], prov: Mapping[str, ProvenanceRow]) -> tuple[ProvenanceLine, ...]:

@@ -43,8 +43,8 @@ def _fmt(v: float | None) -> str:
 
 
 def _leaderboard_cells(r: Row) -> list[str]:
-    """A ranked row as table text: rank, target, defense, clean metric, one value per column, flags."""
-    return [str(r.rank), r.target, r.defense, _fmt(r.clean), *map(_fmt, r.values), r.flag_text]
+    """A ranked row as table text: rank, target, defense, clean metric, one value per column, extras, flags."""
+    return [str(r.rank), r.target, r.defense, _fmt(r.clean), *map(_fmt, r.values), *map(_fmt, r.extras), r.flag_text]
 
 
 def _attack_cells(r: AttackRow) -> list[str]:
