@@ -18,12 +18,11 @@ from torch import Tensor
 
 from robustgrid.attacks.loop import GradientAttack, flat_norm
 from robustgrid.attacks.registry import register_attack
-from robustgrid.attacks.sega_masks import agreement, agreement_mask, content_mask, local_variance
+from robustgrid.attacks.sega_masks import agreement, agreement_mask, content_mask
 from robustgrid.core import RobustgridError, check_bool, check_choice, check_float, check_int, check_type
 from robustgrid.models.tasks import Task
 
 SIGN_PLACEMENTS = ("average-then-sign", "sign-then-average")
-__all__ = ["SEGA", "local_variance"]
 
 
 def check_weights(what: str, weights: Sequence[float]) -> list[float]:

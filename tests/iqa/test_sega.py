@@ -8,8 +8,8 @@ import torch
 from torch import Tensor, nn
 
 from robustgrid.attacks import build_attack
-from robustgrid.attacks.sega import SEGA, local_variance
-from robustgrid.attacks.sega_masks import content_mask
+from robustgrid.attacks.sega import SEGA
+from robustgrid.attacks.sega_masks import content_mask, local_variance
 from robustgrid.core import RobustgridError
 
 
