@@ -10,6 +10,7 @@ from robustgrid.attacks import (  # noqa: F401
     apgd,
     apgd_t,
     auto,
+    bsr,
     di,
     fmn,
     hsj,

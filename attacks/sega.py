@@ -1,9 +1,11 @@
 """SEGA (Liu et al. 2025, reconstructed in METHODS.md 1.4): Signed Ensemble Gaussian transfer attack on NR-IQA.
 
-Each source's gradient is Gaussian-smoothed by N noisy evaluations (the loop's ``samples`` with a
-``view`` that adds sigma * noise, so the cost counter shows N per source per step), the sources are
-ensembled with weights and signed (either placement of the sign, METHODS 1.4 step 2), and two filter
-masks (step 5) delete perturbation in flat regions and where the sources disagree. Masks act every step.
+Each source function is Gaussian-smoothed, its gradient estimated from N noisy evaluations (the loop's
+``samples`` with a ``view`` that adds sigma * noise, so the cost counter shows N per source per step), the
+sources are averaged (uniform 1/K unless weighted) and signed after averaging (the official figure, METHODS
+7.1; sign-then-average stays an option), and one content mask from the clean image (``sega_masks``: tiles of
+texture, flat regions dropped) multiplies the signed step, every step. The sources' sign-agreement mask is not
+in the figure: it is the ``sega-agreement`` variant only.
 """
 
 from __future__ import annotations
@@ -12,40 +14,15 @@ import math
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from robustgrid.attacks.loop import GradientAttack, flat_norm
 from robustgrid.attacks.registry import register_attack
+from robustgrid.attacks.sega_masks import agreement, agreement_mask, content_mask
 from robustgrid.core import RobustgridError, check_bool, check_choice, check_float, check_int, check_type
 from robustgrid.models.tasks import Task
 
 SIGN_PLACEMENTS = ("average-then-sign", "sign-then-average")
-LUMA = (0.299, 0.587, 0.114)
-
-
-def local_variance(x: Tensor, window: int) -> Tensor:
-    """Variance of the luma (grey for 1-channel images) over a window x window box, reflect padding, (N,1,H,W)."""
-    g = x if x.shape[1] == 1 else sum(w * x[:, c:c + 1] for c, w in enumerate(LUMA))
-    pad = window // 2
-    gp = F.pad(g, (pad, pad, pad, pad), mode="reflect")
-    mean = F.avg_pool2d(gp, window, stride=1)
-    return (F.avg_pool2d(gp * gp, window, stride=1) - mean * mean).clamp_min(0)
-
-
-def visual_mask(x0: Tensor, window: int, threshold: float) -> Tensor:
-    """M_vis: 1 where the clean image's local variance is >= threshold (texture hides noise), 0 in flat regions."""
-    return (local_variance(x0, window) >= threshold).to(x0)
-
-
-def agreement(grads: Sequence[Tensor], weights: Tensor) -> Tensor:
-    """Weighted vote of the sources' gradient signs, sum_k w_k sign(g_k), entries in [-1, 1]."""
-    return sum(w * g.sign() for w, g in zip(weights, grads))
-
-
-def agreement_mask(grads: Sequence[Tensor], weights: Tensor, tau: float) -> Tensor:
-    """M_sem: 1 where |sum_k w_k sign(g_k)| >= tau (the sources agree on the sign), else 0."""
-    return (agreement(grads, weights).abs() >= tau).to(grads[0])
 
 
 def check_weights(what: str, weights: Sequence[float]) -> list[float]:
@@ -58,28 +35,30 @@ def check_weights(what: str, weights: Sequence[float]) -> list[float]:
 
 @register_attack("sega", tasks=("iqa",))
 class SEGA(GradientAttack):
-    """SEGA: Gaussian-smoothed signed source ensemble with filter masks (Liu et al. 2025, METHODS 1.4).
+    """SEGA: Gaussian-smoothed signed source ensemble with a content filter mask (Liu et al., METHODS 7.1).
 
     sigma: noise scale in [0, 1] pixel units; samples: N noise draws per source per step; sign: where the
     sign goes; weights: per-source ensemble weights (uniform if None, normalised to sum 1); smooth/signed/
-    vis_mask/sem_mask switch the four ingredients off for ablations; vis_threshold: local luma variance below
-    which a pixel counts as flat; tau: least |weighted sign vote| kept. Default step size 1.25 eps / steps.
+    vis_mask switch the ingredients off for ablations; vis_window/vis_threshold/mask_block/mask_dilate: the
+    content mask's rule (sega_masks); sem_mask/tau: the agreement variant (off by default). Step 1.25 eps / T.
     """
 
     name = "sega"
 
     def __init__(self, *, sigma: float = 0.05, samples: int = 8, sign: str = "average-then-sign",
                  weights: Sequence[float] | None = None, smooth: bool = True, signed: bool = True,
-                 vis_mask: bool = True, vis_window: int = 5, vis_threshold: float = 4e-4,
-                 sem_mask: bool = True, tau: float = 0.5, random_start: bool = False, task: str | Task = "iqa",
-                 step_size: float | None = None, rel_step_size: float | None = None, steps: int = 10,
-                 **params: object) -> None:
+                 vis_mask: bool = True, vis_window: int = 5, vis_threshold: float = 4e-4, mask_block: int = 8,
+                 mask_dilate: int = 0, sem_mask: bool = False, tau: float = 0.5, random_start: bool = False,
+                 task: str | Task = "iqa", step_size: float | None = None, rel_step_size: float | None = None,
+                 steps: int = 10, **params: object) -> None:
         what = self.name
         self.sigma = check_float(what, "sigma", sigma, 0.0, low_open=True)
         samples = check_int(what, "samples (noise draws N)", samples, 1)
         self.sign = check_choice(what, "sign placement", sign, SIGN_PLACEMENTS)
         self.vis_window = check_int(what, "vis_window", vis_window, 1, odd=True)
         self.vis_threshold = check_float(what, "vis_threshold", vis_threshold, 0.0)
+        self.mask_block = check_int(what, "mask_block", mask_block, 1)
+        self.mask_dilate = check_int(what, "mask_dilate", mask_dilate, 0)
         self.tau = check_float(what, "tau", tau, 0.0, 1.0)
         self.weights = None if weights is None else check_weights(what, weights)
         self.smooth, self.signed = check_bool(what, "smooth", smooth), check_bool(what, "signed", signed)
@@ -119,11 +98,11 @@ class SEGA(GradientAttack):
         return agreement(grads, w)
 
     def combine(self, grads: list[Tensor], x0: Tensor) -> Tensor:
-        """Ensemble direction times the filter masks M_vis (from the clean image) and M_sem (source agreement)."""
+        """Ensemble direction times the content mask of the clean image (and the agreement mask if enabled)."""
         w = self.source_weights(len(grads), grads[0])
         d = self.ensemble(grads, w)
         if self.vis_mask:
-            d = d * visual_mask(x0, self.vis_window, self.vis_threshold)
+            d = d * content_mask(x0, self.vis_window, self.vis_threshold, self.mask_block, self.mask_dilate)
         if self.sem_mask:
             d = d * agreement_mask(grads, w, self.tau)
         return d
@@ -159,9 +138,19 @@ class SEGANoSign(SEGA):
 
 @register_attack("sega-nomask", tasks=("iqa",))
 class SEGANoMask(SEGA):
-    """SEGA ablation without the visual-sensitivity and source-agreement masks."""
+    """SEGA ablation without any filter mask (the content mask off; the agreement mask stays off)."""
 
     name = "sega-nomask"
 
     def __init__(self, *, vis_mask: bool = False, sem_mask: bool = False, **params: object) -> None:
         super().__init__(vis_mask=vis_mask, sem_mask=sem_mask, **params)
+
+
+@register_attack("sega-agreement", tasks=("iqa",))
+class SEGAAgreement(SEGA):
+    """SEGA variant with the sources' sign-agreement mask on top of the content mask (the pre-7.1 reading)."""
+
+    name = "sega-agreement"
+
+    def __init__(self, *, sem_mask: bool = True, **params: object) -> None:
+        super().__init__(sem_mask=sem_mask, **params)

@@ -17,7 +17,7 @@ from robustgrid.benchmark.records import CellRow, ProvenanceRow
 from robustgrid.benchmark.sanity import FLAGS, sanity_flags
 from robustgrid.benchmark.stats import TransferSection, transfer_sections
 from robustgrid.benchmark.store import Store
-from robustgrid.benchmark.threats import threats_in_order
+from robustgrid.benchmark.threats import threats_by_rank, threats_in_order
 from robustgrid.models.tasks import build_task
 
 VERSION_KEYS = ("torch", "torchvision", "timm", "torchattacks", "pyiqa", "numpy", "git_commit")
@@ -63,7 +63,7 @@ class ThreatFlags:
 @dataclass(frozen=True)
 class Row:
     """One (target, defense) of a suite: clean metric, one value per column (None: not evaluated), the worst of
-    them at the largest budget (what ranks it), flags."""
+    them at the largest budget (what ranks it), flags, and the task's further metrics (``SuiteBoard.extra_columns``)."""
 
     rank: int
     target: str
@@ -72,6 +72,7 @@ class Row:
     values: tuple[float | None, ...]
     worst: float | None
     flags: tuple[ThreatFlags, ...]
+    extras: tuple[float | None, ...] = ()
 
     @property
     def flag_text(self) -> str:
@@ -160,6 +161,7 @@ class SuiteBoard:
     cost: Cost
     plots: tuple[str, ...]  # file names, next to the leaderboard
     curves: tuple[BudgetCurve, ...] = ()  # every budget curve, for the plots
+    extra_columns: tuple[str, ...] = ()  # labels of Row.extras: each task column clean and at the ranked point
 
     @property
     def worst_label(self) -> str:
@@ -237,6 +239,14 @@ def _suite_board(suite: str, sel: list[CellRow], cost: Cost, env: Mapping[str, f
     def rank_key(r: Row) -> tuple[bool, float]:
         return r.worst is None, -(r.worst or 0)
 
+    # the task's further metrics (IQA: SROCC, PLCC) at the preferred threat's column of the ranking budget
+    rank_col = next((i for th in threats_by_rank() for i, col in enumerate(columns)
+                     if col.threat == th.name and col.eps == rank_eps), None)
+    extra_labels: tuple[str, ...] = ()
+    if task.columns and rank_col is not None:
+        at = columns[rank_col]
+        extra_labels = tuple(f"{label} {m}" for m in task.columns for label in ("clean", at.label))
+        rows = [replace(r, extras=extra_values(sel, task.columns, at, r.target, r.defense)) for r in rows]
     ranked = tuple(replace(r, rank=i) for i, r in enumerate(sorted(rows, key=rank_key), 1))
     attacks = tuple(sorted({c.attack for c in sel}))
     top = eps_all[-1] if eps_all else None
@@ -249,7 +259,20 @@ def _suite_board(suite: str, sel: list[CellRow], cost: Cost, env: Mapping[str, f
     breakdown = tuple(AttackRow(*k, tuple(value_at.get((*k, a)) for a in attacks)) for k in combos)
     return SuiteBoard(suite, task_name, sel[0].dataset.split(":")[0], sel[0].n, metric,
                       task.success_type, columns, rank_eps, ranked, top, attacks, breakdown, cost, tuple(plots),
-                      budget_curves(sel, env))
+                      budget_curves(sel, env), extra_labels)
+
+
+def extra_values(final: Sequence[CellRow], names: Sequence[str], at: Column, target: str,
+                 defense: str) -> tuple[float | None, ...]:
+    """Per further metric: its clean value and its worst case over attacks at column ``at`` (lower = stronger)."""
+    out: list[float | None] = []
+    for m in names:
+        clean = [c.metrics.get(m, float("nan")) for c in final if c.eps == 0 and c.target == target
+                 and c.defense == defense]
+        attacked = [c.metrics.get(m, float("nan")) for c in final if c.threat == at.threat and c.eps == at.eps
+                    and c.target == target and c.defense == defense]
+        out += [_worst(clean), _worst(attacked)]
+    return tuple(out)
 
 
 def _provenance_lines(cells: list[CellRow], prov: Mapping[str, ProvenanceRow]) -> tuple[ProvenanceLine, ...]:

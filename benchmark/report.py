@@ -45,8 +45,10 @@ def _fmt(v: float | None) -> str:
 
 
 def _leaderboard_cells(r: Row) -> list[str]:
-    """A ranked row as table text: rank, target, defense, clean metric, one value per column, the worst, flags."""
-    return [str(r.rank), r.target, r.defense, _fmt(r.clean), *map(_fmt, r.values), _fmt(r.worst), r.flag_text]
+    """A ranked row as table text: rank, target, defense, clean metric, one value per column, extras, the worst,
+    flags."""
+    return [str(r.rank), r.target, r.defense, _fmt(r.clean), *map(_fmt, r.values), *map(_fmt, r.extras),
+            _fmt(r.worst), r.flag_text]
 
 
 def _flag_notes(r: Row, legend: Sequence[tuple[str, str]]) -> str:

@@ -2,8 +2,10 @@
 
 Every cell stores its per-sample outcomes, so an interval needs no re-attack: resample the *samples*
 (images or scenes) with replacement, recompute the dataset-level metric with the task's own code
-(``Task.resampler``) and take percentiles. Several cells evaluated on the same samples share each draw,
-which makes means over (source, target) pairs and differences between attacks paired comparisons.
+(``Task.resampler``) and take percentiles. Where samples share a root (IQA patches of one source photograph,
+``ImageDataset.groups``) they are not independent, and ``roots`` makes the bootstrap draw whole roots instead.
+Several cells evaluated on the same samples share each draw, which makes means over (source, target) pairs
+and differences between attacks paired comparisons.
 """
 
 from __future__ import annotations
@@ -39,13 +41,29 @@ class Interval:
         return f"{self.estimate:.3f} [{self.low:.3f}, {self.high:.3f}]"
 
 
-def resample_indices(n: int, resamples: int, seed: int) -> np.ndarray:
-    """``resamples`` x ``n`` indices drawn with replacement, reproducible from ``seed``."""
+def resample_indices(n: int, resamples: int, seed: int,
+                     roots: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+    """``resamples`` rows of sample indices drawn with replacement, reproducible from ``seed``.
+
+    Without ``roots``: a (resamples, n) array of independent draws. With ``roots`` (one group id per sample):
+    each row draws as many roots as there are, with replacement, and takes every sample of each drawn root,
+    so rows differ in length (an object array of index arrays)."""
     if n < 1:
         raise RobustgridError("bootstrap needs at least one sample")
     if resamples < 1:
         raise RobustgridError(f"resamples must be >= 1, got {resamples}")
-    return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    rng = np.random.default_rng(seed)
+    if roots is None:
+        return rng.integers(0, n, size=(resamples, n))
+    roots = np.asarray(roots).reshape(-1)
+    if len(roots) != n:
+        raise RobustgridError(f"roots must give one group per sample: {len(roots)} roots for {n} samples")
+    names, of = np.unique(roots, return_inverse=True)
+    members = [np.flatnonzero(of == g) for g in range(len(names))]
+    rows = np.empty(resamples, dtype=object)
+    for r, drawn in enumerate(rng.integers(0, len(names), size=(resamples, len(names)))):
+        rows[r] = np.concatenate([members[g] for g in drawn])
+    return rows
 
 
 def percentile_interval(estimate: float, draws: np.ndarray, level: float) -> Interval:
@@ -60,9 +78,10 @@ def percentile_interval(estimate: float, draws: np.ndarray, level: float) -> Int
 
 
 def bootstrap(statistic: Callable[[np.ndarray], float], n: int, resamples: int = 1000, seed: int = 0,
-              level: float = 0.95) -> Interval:
-    """Percentile bootstrap of ``statistic(indices)`` over ``n`` samples; the estimate uses all of them."""
-    idx = resample_indices(n, resamples, seed)
+              level: float = 0.95, roots: Sequence[int] | np.ndarray | None = None) -> Interval:
+    """Percentile bootstrap of ``statistic(indices)`` over ``n`` samples (whole ``roots`` if given, see
+    :func:`resample_indices`); the estimate uses all of them."""
+    idx = resample_indices(n, resamples, seed, roots)
     draws = np.array([statistic(i) for i in idx], dtype=np.float64)
     return percentile_interval(statistic(np.arange(n)), draws, level)
 
@@ -99,14 +118,16 @@ def _select(cells: list[CellRow], suites: Sequence[str], threat: str, eps: float
 def transfer_table(store: Store, suites: str | Sequence[str], metrics: Sequence[str], eps: float, *,
                    threat: str | None = None, steps: int | None = None, defense: str = "none",
                    baseline: str | None = None, resamples: int = 1000, seed: int = 0, level: float = 0.95,
-                   extras: Sequence[str] = (), cells: list[CellRow] | None = None) -> list[TransferRow]:
+                   extras: Sequence[str] = (), cells: list[CellRow] | None = None,
+                   roots: Sequence[int] | np.ndarray | None = None) -> list[TransferRow]:
     """Per attack: each metric averaged over its (source, target) cells, with paired bootstrap intervals.
 
     Cells evaluated on the same samples share each draw of sample indices, so the mean over pairs and the
     difference to ``baseline`` are paired statistics. Several ``suites`` may be pooled (e.g. single-source
     and ensemble transfer) if they evaluate the same samples; an attack label used by two of them is
     shown as ``suite:label``. ``cells`` are the store's cells if the caller has already read them;
-    ``threat`` defaults to the first threat whose examples are evaluated on other models (transfer).
+    ``threat`` defaults to the first threat whose examples are evaluated on other models (transfer); ``roots``
+    (one group id per sample, e.g. ``ImageDataset.groups``) resamples whole groups.
     """
     threat = default_table_threat() if threat is None else get_threat(threat).name
     suites = [suites] if isinstance(suites, str) else list(suites)
@@ -127,7 +148,7 @@ def transfer_table(store: Store, suites: str | Sequence[str], metrics: Sequence[
     task = build_task(chosen[0].task)
     labels = store.labels(chosen[0].suite, chosen[0].dataset)
     n = len(labels)
-    idx = np.concatenate([np.arange(n)[None], resample_indices(n, resamples, seed)])  # row 0: all samples
+    idx = [np.arange(n), *resample_indices(n, resamples, seed, roots)]  # row 0: all samples
     suites_of: dict[str, set[str]] = {}
     for c in chosen:
         suites_of.setdefault(c.attack, set()).add(c.suite)

@@ -94,12 +94,24 @@ def robustness_r(clean: np.ndarray, adv: np.ndarray, score_range: tuple[float, f
     return float(np.mean(np.log10(np.maximum(p - lo, hi - p) / (np.abs(q - p) + floor)))) if p.size else float("nan")
 
 
+def score_stability(clean: np.ndarray, adv: np.ndarray, score_range: tuple[float, float] = QUALITY_RANGE) -> float:
+    """1 - mean |p' - p| / max(p - lo, hi - p): 1 when no score moved, 0 when every score reached the far end.
+
+    The IQA primary metric: R's ratio (achieved over largest possible shift) without the log and its floor, so it
+    is bounded, exactly 1 on clean images and falls monotonically with every score shift (docs/iqa.md).
+    """
+    p, q = _pair(clean, adv)
+    lo, hi = score_range
+    return float(1 - np.mean(np.abs(q - p) / np.maximum(np.maximum(p - lo, hi - p), 1e-12))) if p.size else math.nan
+
+
 def _shift(p: np.ndarray, q: np.ndarray, power: int) -> float:
     return float(np.mean(np.abs(q - p) ** power)) if p.size else float("nan")
 
 
 # name -> (needs the clean predictions, fn(adversarial q, labels y, clean p)); the order is the stored order
 _METRICS: dict[str, tuple[bool, Callable[[np.ndarray, np.ndarray, np.ndarray | None], float]]] = {
+    "score_stability": (True, lambda q, y, p: score_stability(p, q)),
     "srocc": (False, lambda q, y, p: srocc(q, y)),
     "plcc": (False, lambda q, y, p: plcc(q, y)),
     "krocc": (False, lambda q, y, p: krocc(q, y)),
@@ -119,9 +131,10 @@ class IQA(Task):
     """NR-IQA regression: push each score toward the far end of the range; metrics are dataset-level correlations."""
 
     name = "iqa"
-    metric = "srocc"        # SROCC of the attacked predictions with the labels (MOS)
+    metric = "score_stability"  # falls monotonically as the attack moves scores; SROCC with the labels does not
+    columns = ("srocc", "plcc")  # correlations with the labels (MOS), shown next to it on the leaderboard
     success_type = False
-    transfer_metrics = ("srocc", "robustness_r")
+    transfer_metrics = ("score_stability", "srocc", "robustness_r")
     quantize = True         # attacked images are rounded to 8 bits before scoring (the group's convention)
 
     def objective(self, outputs: Tensor, y: Tensor) -> Tensor:

@@ -22,14 +22,15 @@ TASKS: Registry[Task] = Registry("task")
 class Task(ABC):
     """Objective to maximise, per-sample outcome and dataset-level metrics of one task.
 
-    The primary ``metric`` is one where higher means more robust (accuracy, mIoU, SROCC): the leaderboard ranks,
-    and the sanity checks compare, by it in that direction.
+    The primary ``metric`` is one where higher means more robust (accuracy, mIoU, IQA score stability): the
+    leaderboard ranks, and the sanity checks compare, by it in that direction.
     """
 
     name: ClassVar[str]
     metric: ClassVar[str]                 # primary metric of curves and leaderboard (higher = more robust)
     success_type: ClassVar[bool] = False  # per-sample success exists: early stop and budget envelope apply
     transfer_metrics: ClassVar[tuple[str, ...]] = ()  # shown with intervals in the report's transfer tables
+    columns: ClassVar[tuple[str, ...]] = ()  # further stored metrics the leaderboard shows, clean and worst case
 
     @abstractmethod
     def objective(self, outputs: Tensor, y: Tensor) -> Tensor:

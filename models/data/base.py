@@ -18,7 +18,10 @@ ArrayT = TypeVar("ArrayT", np.ndarray, Tensor)
 
 @dataclass(frozen=True, eq=False)
 class ImageDataset:
-    """Images (float32 NCHW in [0, 1]) with labels and a fingerprint that keys stored results."""
+    """Images (float32 NCHW in [0, 1]) with labels and a fingerprint that keys stored results.
+
+    ``groups`` (optional, one id per sample) names the root a sample was cut from (the source photograph of
+    an IQA patch): samples of one root are correlated, so bootstrap intervals resample roots."""
 
     name: str
     split: str
@@ -26,6 +29,7 @@ class ImageDataset:
     labels: Tensor
     fingerprint: str
     num_classes: int | None = None
+    groups: Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.images)

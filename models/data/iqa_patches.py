@@ -226,4 +226,5 @@ def skimage_iqa(split: str = "test", size: int | None = None, seed: int = 0, roo
     idx = subset_indices(len(p.labels), size, seed).numpy()
     images = torch.from_numpy(p.images[idx]).permute(0, 3, 1, 2).float().div(255).contiguous()
     labels = torch.from_numpy(p.labels[idx])
-    return ImageDataset("skimage-iqa", split, images, labels, fingerprint(p.images[idx], p.labels[idx], split))
+    return ImageDataset("skimage-iqa", split, images, labels, fingerprint(p.images[idx], p.labels[idx], split),
+                        groups=torch.from_numpy(p.source[idx]))

@@ -10,9 +10,10 @@ from robustgrid.attacks import ATTACKS, Attack, GradientAttack, build_attack
 from robustgrid.attacks.pgd import PGD
 from robustgrid.core import RobustgridError
 
-# what each attack's view really does: DI resizes and pads, SegTrans remaps blocks, SEGA adds noise when it
-# smooths; TI smooths the gradient (not the input), SegPGD reweights the loss, MI-FGSM adds momentum
-TRANSFORMS_INPUT = {"di", "segtrans", "sega", "sega-nosign", "sega-nomask"}
+# what each attack's view really does: DI resizes and pads, SegTrans remaps blocks, BSR shuffles and turns
+# them, SEGA adds noise when it smooths; TI smooths the gradient (not the input), SegPGD reweights the loss,
+# MI-FGSM adds momentum
+TRANSFORMS_INPUT = {"di", "segtrans", "bsr", "sega", "sega-nosign", "sega-nomask", "sega-agreement"}
 IDENTITY_VIEW = {"pgd", "ifgsm", "fgsm", "mifgsm", "ti", "segpgd", "sega-nosmooth", "apgd", "apgd-t", "fmn"}
 CASCADES = {"auto"}  # runs other attacks in turn, not a loop of its own
 QUERY = {"square", "spsa", "hsj"}  # query attacks: they never differentiate the model (tests/attacks/test_query.py)

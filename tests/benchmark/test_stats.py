@@ -35,6 +35,47 @@ def test_bootstrap_rejects_bad_arguments():
         bootstrap(lambda i: 0.0, 10, level=1.5)
 
 
+def test_grouped_bootstrap_is_wider_on_correlated_samples_and_matches_the_cluster_theory():
+    """20 roots of 10 samples sharing a root effect: resampling roots gives the between-root width, resampling
+    samples the (wrongly) much narrower i.i.d. one."""
+    rng = np.random.default_rng(2)
+    roots = np.repeat(np.arange(20), 10)
+    x = rng.normal(size=20)[roots] + 0.2 * rng.normal(size=200)
+    mean = lambda i: float(x[i].mean())  # noqa: E731
+    grouped = bootstrap(mean, len(x), resamples=3000, seed=0, roots=roots)
+    plain = bootstrap(mean, len(x), resamples=3000, seed=0)
+    assert grouped.estimate == plain.estimate == pytest.approx(x.mean())
+    assert (grouped.high - grouped.low) > 2 * (plain.high - plain.low)
+    root_means = np.array([x[roots == g].mean() for g in range(20)])
+    theory = 2 * 1.959964 * root_means.std() / math.sqrt(20)
+    assert (grouped.high - grouped.low) == pytest.approx(theory, rel=0.2)
+
+
+def test_grouped_resampling_takes_whole_roots():
+    from robustgrid.benchmark.stats import resample_indices
+
+    roots = np.array([7, 7, 3, 3, 3, 9])
+    lengths = set()
+    for row in resample_indices(6, 50, seed=1, roots=roots):
+        counts = np.bincount(row, minlength=6)
+        for g in (7, 3, 9):  # a drawn root brings every one of its samples, once per draw
+            assert counts[roots == g].std() == 0
+        assert sum(counts[roots == g][0] for g in (7, 3, 9)) == 3  # as many roots drawn as there are
+        lengths.add(len(row))
+    assert len(lengths) > 1  # rows differ in length with the sizes of the drawn roots
+    with pytest.raises(RobustgridError, match="roots must give one group per sample: 5 roots for 6 samples"):
+        resample_indices(6, 10, seed=0, roots=roots[:5])
+
+
+def test_skimage_iqa_names_each_patch_s_source_photograph():
+    from robustgrid.models.data import build_dataset
+    from robustgrid.models.data.iqa_patches import SOURCES
+
+    data = build_dataset("skimage-iqa", split="test", size=64)
+    assert data.groups is not None and len(data.groups) == len(data)
+    assert set(data.groups.tolist()) <= set(range(len(SOURCES["test"]))) and len(set(data.groups.tolist())) > 1
+
+
 def _scenes(n=12, classes=5, seed=0):
     rng = np.random.default_rng(seed)
     y = rng.integers(0, classes, size=(n, 8, 8))

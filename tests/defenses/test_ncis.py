@@ -77,7 +77,8 @@ def test_parameters_are_frozen_but_inputs_get_gradients() -> None:
     ncis = NCIS(bsn=BlindSpotNet(in_chans=1, width=4, depth=3))
     assert not any(p.requires_grad for p in ncis.parameters()) and not ncis.bsn.training
     assert ncis.describe()["bsn"]["arch"] == "fbi-net-bsn"
-    assert ncis.describe()["mode"] == "bsn" and ncis.describe()["iterations"] == 2
+    assert ncis.describe()["mode"] == "alternate" and ncis.describe()["iterations"] == 2
+    assert ncis.describe()["kernel_size"] == 3 and ncis.describe()["sigma"] == 1.0  # BSN after GS by default
     assert "alpha" not in ncis.describe()  # parameters the mode ignores do not split result keys
 
 
@@ -153,7 +154,7 @@ def test_committed_purifier_changes_clean_images_little_and_passes_gradient(data
     x = unlabeled_images(dataset, "test", 32, seed=1)
     with torch.no_grad():
         change = float((ncis(x) - x).abs().mean())
-    assert 0 < change < 0.06  # measured: fashion-mnist 0.046, fmnist-scenes 0.042, skimage-iqa 0.026
+    assert 0 < change < 0.08  # measured (mode alternate): fashion-mnist 0.065, fmnist-scenes 0.054, skimage-iqa 0.043
     xg = x[:4].clone().requires_grad_(True)
     w = torch.randn(xg.shape, generator=torch.Generator().manual_seed(0))
     (grad,) = torch.autograd.grad((ncis(xg) * w).sum(), xg)

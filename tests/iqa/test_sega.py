@@ -1,4 +1,4 @@
-"""SEGA: the smoothed-gradient estimator, both masks, both sign placements, the cost counter, bad inputs."""
+"""SEGA: the smoothed-gradient estimator, the content mask and the agreement variant, sign placements, cost, errors."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import torch
 from torch import Tensor, nn
 
 from robustgrid.attacks import build_attack
-from robustgrid.attacks.sega import SEGA, local_variance
+from robustgrid.attacks.sega import SEGA
+from robustgrid.attacks.sega_masks import content_mask, local_variance
 from robustgrid.core import RobustgridError
 
 
@@ -133,13 +134,14 @@ def reference_local_variance(img: np.ndarray, window: int) -> np.ndarray:
     return out
 
 
-def test_visual_mask_zeroes_exactly_the_flat_positions() -> None:
+def test_pixel_content_mask_zeroes_exactly_the_flat_positions() -> None:
+    """block=1 is the pixel-wise rule: 0 exactly where the clean image's local luma variance is below threshold."""
     gen = torch.Generator().manual_seed(0)
     x0 = torch.full((1, 3, 10, 12), 0.5)
     x0[..., 6:] = torch.rand(1, 3, 10, 6, generator=gen)  # textured right part, flat left part
     var = reference_local_variance(x0[0].double().numpy(), 3)
     np.testing.assert_allclose(local_variance(x0, 3)[0, 0].numpy(), var, atol=1e-6)
-    attack = SEGA(vis_window=3, vis_threshold=1e-3, sem_mask=False)
+    attack = SEGA(vis_window=3, vis_threshold=1e-3, mask_block=1)
     g = torch.randn(1, 3, 10, 12, generator=gen)
     d = attack.combine([g], x0)
     flat = var < 1e-3
@@ -148,12 +150,72 @@ def test_visual_mask_zeroes_exactly_the_flat_positions() -> None:
     assert torch.equal(d[0][:, torch.from_numpy(~flat)], g.sign()[0][:, torch.from_numpy(~flat)])
 
 
+def reference_tile_mask(img: np.ndarray, window: int, threshold: float, block: int, dilate: int) -> np.ndarray:
+    """Loop-based content mask: mean local variance per tile (partial edge tiles too), threshold, dilate tiles."""
+    var = reference_local_variance(img, window)
+    h, w = var.shape
+    th, tw = -(-h // block), -(-w // block)
+    keep = np.array([[var[i * block:(i + 1) * block, j * block:(j + 1) * block].mean() >= threshold
+                      for j in range(tw)] for i in range(th)])
+    grown = keep.copy()
+    for i in range(th):
+        for j in range(tw):
+            grown[i, j] = keep[max(i - dilate, 0):i + dilate + 1, max(j - dilate, 0):j + dilate + 1].any()
+    return np.kron(grown, np.ones((block, block)))[:h, :w]
+
+
+@pytest.mark.parametrize(("block", "dilate"), [(4, 0), (4, 1), (5, 0)])
+def test_content_mask_keeps_textured_tiles_and_drops_flat_ones(block: int, dilate: int) -> None:
+    """A flat canvas with one textured square object: kept tiles cover the object (plus the dilation margin)."""
+    gen = torch.Generator().manual_seed(1)
+    x0 = torch.full((2, 3, 24, 22), 0.6)
+    x0[:, :, 8:16, 4:12] = torch.rand(2, 3, 8, 8, generator=gen)
+    mask = content_mask(x0, 3, 1e-3, block, dilate)
+    expected = reference_tile_mask(x0[0].double().numpy(), 3, 1e-3, block, dilate)
+    np.testing.assert_array_equal(mask[0, 0].numpy(), expected)
+    assert mask[0, 0, 8:16, 4:12].all() and mask[0, 0, :, 20:].sum() == 0  # the object kept, far flat sky dropped
+    assert 0 < mask.mean() < 1
+
+
+def test_content_mask_forms_regions_where_the_agreement_mask_is_salt_and_pepper() -> None:
+    """On real test patches the content mask has a few connected regions; a sign-agreement map has many."""
+    from scipy import ndimage
+
+    from robustgrid.attacks.sega_masks import agreement_mask
+    from robustgrid.models.data.registry import build_dataset
+
+    x0 = build_dataset("skimage-iqa", "test", size=16).images
+    gen = torch.Generator().manual_seed(0)
+    grads = [torch.randn(x0.shape, generator=gen) for _ in range(2)]
+    content = content_mask(x0, 5, 4e-4)[:, 0].numpy()
+    agree = agreement_mask(grads, torch.full((2,), 0.5), 0.5)[:, 0].numpy()  # one channel's map
+    n_content = [ndimage.label(m)[1] for m in content]
+    n_agree = [ndimage.label(m)[1] for m in agree]
+    assert max(n_content) <= 6 and min(n_agree) > 30
+    per_tile = content.reshape(16, 6, 8, 6, 8)
+    assert (per_tile.min(axis=(2, 4)) == per_tile.max(axis=(2, 4))).all()  # constant on every 8 x 8 tile
+
+
+def test_with_two_sources_the_agreement_mask_makes_the_sign_placements_identical() -> None:
+    """tau = 0.5 with K = 2 or 3 keeps only unanimous pixels, where both placements agree; K = 4 keeps 3:1 votes."""
+    gen = torch.Generator().manual_seed(3)
+    x0 = torch.rand(2, 3, 6, 6, generator=gen)
+    for k, same in ((2, True), (3, True), (4, False)):
+        grads = [torch.randn(2, 3, 6, 6, generator=gen) for _ in range(k)]
+        a = build_attack("sega-agreement", vis_mask=False, sign="average-then-sign").combine(grads, x0)
+        b = build_attack("sega-agreement", vis_mask=False, sign="sign-then-average").combine(grads, x0)
+        assert torch.equal(a, b) == same
+        plain_a = build_attack("sega", vis_mask=False, sign="average-then-sign").combine(grads, x0)
+        plain_b = build_attack("sega", vis_mask=False, sign="sign-then-average").combine(grads, x0)
+        assert not torch.equal(plain_a, plain_b)  # without the agreement mask the placements differ for any K
+
+
 def test_agreement_mask_zeroes_exactly_where_the_vote_is_below_tau() -> None:
     gen = torch.Generator().manual_seed(2)
     grads = [torch.randn(2, 3, 5, 5, generator=gen) for _ in range(4)]
     x0 = torch.rand(2, 3, 5, 5, generator=gen)
     for tau, keep_if in ((0.5, lambda v: v >= 2), (0.75, lambda v: v == 4)):
-        d = SEGA(vis_mask=False, tau=tau).combine(grads, x0)
+        d = SEGA(vis_mask=False, sem_mask=True, tau=tau).combine(grads, x0)
         votes = np.abs(sum(np.sign(g.numpy()) for g in grads))  # 4 = unanimous, 2 = three to one, 0 = a tie
         keep = keep_if(votes)
         assert (d.numpy()[~keep] == 0).all()
@@ -162,17 +224,18 @@ def test_agreement_mask_zeroes_exactly_where_the_vote_is_below_tau() -> None:
 
 
 def test_masks_and_budget_hold_in_a_full_run() -> None:
-    shape = (3, 8, 8)
+    shape = (3, 8, 16)
     gen = torch.Generator().manual_seed(4)
     x = torch.full((2, *shape), 0.4)
-    x[..., 4:] = torch.rand(2, 3, 8, 4, generator=gen)
+    x[..., 8:] = torch.rand(2, 3, 8, 8, generator=gen)
     models = [Quadratic(5, shape, 10.0), Quadratic(6, shape, 10.0)]
-    attack = build_attack("sega", eps=8 / 255, steps=5, samples=2, sigma=0.05)
+    attack = build_attack("sega", eps=8 / 255, steps=5, samples=2, sigma=0.05, mask_block=4)
     x_adv = attack.run(models, x, torch.zeros(2), seed=0).x_adv
     delta = x_adv - x
     assert delta.abs().max() <= 8 / 255 + 1e-6 and delta.abs().max() > 0
-    flat = local_variance(x, 5) < 4e-4
-    assert (delta.abs().amax(1, keepdim=True)[flat] == 0).all()  # nothing ever added in flat regions
+    keep = content_mask(x, 5, 4e-4, 4)
+    assert not keep[..., :4].any() and keep[..., 8:].all()
+    assert (delta.abs().amax(1, keepdim=True)[keep == 0] == 0).all()  # nothing ever added in flat tiles
 
 
 @pytest.mark.parametrize(("params", "match"), [
@@ -182,6 +245,8 @@ def test_masks_and_budget_hold_in_a_full_run() -> None:
     ({"sign": "both"}, "sign placement must be one of average-then-sign, sign-then-average, got 'both'"),
     ({"tau": 1.5}, r"tau must be a finite number in \[0, 1\], got 1.5"),
     ({"weights": [1, -1]}, "weights must be non-negative"),
+    ({"mask_block": 0}, "mask_block must be an integer >= 1, got 0"),
+    ({"mask_dilate": -1}, "mask_dilate must be an integer >= 0, got -1"),
 ])
 def test_bad_parameters_are_one_line_errors(params: dict, match: str) -> None:
     with pytest.raises(RobustgridError, match=match) as info:
@@ -199,5 +264,5 @@ def test_weights_must_match_the_sources() -> None:
 def test_sega_is_registered_for_iqa_only() -> None:
     from robustgrid.attacks import ATTACKS
 
-    for name in ("sega", "sega-nosmooth", "sega-nosign", "sega-nomask"):
+    for name in ("sega", "sega-nosmooth", "sega-nosign", "sega-nomask", "sega-agreement"):
         assert ATTACKS.entry(name).meta["tasks"] == ("iqa",)

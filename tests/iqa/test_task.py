@@ -12,7 +12,7 @@ from torch import nn
 
 from robustgrid.core import RobustgridError
 from robustgrid.models.iqa_models import QualityScale, iqa_target
-from robustgrid.models.iqa_task import image_ssim, krocc, plcc, quantize8, robustness_r, srocc
+from robustgrid.models.iqa_task import image_ssim, krocc, plcc, quantize8, robustness_r, score_stability, srocc
 from robustgrid.models.tasks import build_task
 
 CLEAN = np.array([80.0, 20.0, 55.0, 40.0, 90.0, 10.0])
@@ -59,8 +59,42 @@ def test_metrics_are_named_and_dataset_level() -> None:
     assert m["rmse_shift"] == pytest.approx(np.sqrt(np.mean((ADV - CLEAN) ** 2)))
     assert m["mae_shift"] == pytest.approx(np.mean(np.abs(ADV - CLEAN)))
     assert m["robustness_r"] == pytest.approx(robustness_r(CLEAN, ADV))
+    assert m["score_stability"] == pytest.approx(score_stability(CLEAN, ADV))
     task = build_task("iqa")
-    assert (task.metric, task.success_type, task.quantize) == ("srocc", False, True)
+    assert (task.metric, task.success_type, task.quantize) == ("score_stability", False, True)
+    assert task.columns == ("srocc", "plcc")
+
+
+def test_score_stability_formula_bounds_and_monotonicity() -> None:
+    # by hand: shift over the largest possible shift, max(p - 0, 100 - p)
+    ratios = np.abs(ADV - CLEAN) / np.maximum(CLEAN, 100 - CLEAN)
+    assert score_stability(CLEAN, ADV) == pytest.approx(1 - ratios.mean())
+    assert score_stability(CLEAN, CLEAN) == 1.0
+    assert score_stability([80.0, 30.0], [0.0, 100.0]) == 0.0  # every score at the far end of the range
+    shifts = [score_stability(CLEAN, CLEAN + t * np.sign(50 - CLEAN)) for t in (0.0, 1.0, 3.0, 6.0)]
+    assert all(a > b for a, b in zip(shifts, shifts[1:], strict=False))
+
+
+def test_score_stability_falls_as_eps_grows_on_a_zoo_model() -> None:
+    """White-box I-FGSM on a committed zoo model: the primary metric falls at every larger budget."""
+    from robustgrid.attacks import build_attack
+    from robustgrid.models.data import build_dataset
+    from robustgrid.models.zoo import zoo_target
+
+    target = zoo_target("iqa-resnet", allow_train=False)
+    data = build_dataset("skimage-iqa", split="test", size=48)
+    task = build_task("iqa")
+    with torch.no_grad():
+        clean = task.outcome(target.module(data.images), data.labels)
+    values = []
+    for eps in (0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255):
+        attack = build_attack("ifgsm", eps=eps, steps=5, task="iqa")
+        x_adv = quantize8(attack.run(target.module, data.images, data.labels, seed=0).x_adv)
+        with torch.no_grad():
+            adv = task.outcome(target.module(x_adv), data.labels)
+        values.append(task.metrics(adv, data.labels.numpy(), clean)["score_stability"])
+    assert values[0] == pytest.approx(1.0, abs=2e-3)  # only the 8-bit rounding moves clean scores
+    assert all(a > b for a, b in zip(values, values[1:], strict=False)), values
 
 
 def test_direction_follows_the_sources_mean_clean_score() -> None:
