@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from robustgrid.attacks.apgd import APGD
 from robustgrid.attacks.apgd_t import APGDT
 from robustgrid.attacks.base import Attack, AttackResult, Models, OnCheckpoint, as_models
+from robustgrid.attacks.loop import GradientAttack
 from robustgrid.attacks.registry import ATTACKS, register_attack
 from robustgrid.core import RobustgridError, check_float, check_int, declared_params
 from robustgrid.models.iqa_task import quality
@@ -103,11 +104,7 @@ class Auto(Attack):
             worse = self.damage(models, res.x_adv, y, clean, result)
             better = worse > damage
             result.x_adv[better], damage = res.x_adv[better], torch.maximum(worse, damage)
-        if self.steps in checkpoints:
-            result.checkpoints[self.steps] = result.x_adv.clone()
-            result.grad_evals_at[self.steps] = result.grad_evals
-            if on_checkpoint is not None:
-                on_checkpoint(self.steps, result.checkpoints[self.steps])
+        GradientAttack.record(result, self.steps, result.x_adv, checkpoints, on_checkpoint)
         return result
 
     def outputs(self, models: list[nn.Module], x: Tensor, result: AttackResult) -> list[Tensor]:

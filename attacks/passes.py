@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from robustgrid.attacks.base import AttackResult, Models, OnCheckpoint, as_models
+from robustgrid.attacks.loop import GradientAttack
 from robustgrid.core import check_float
 
 if TYPE_CHECKING:
@@ -89,9 +90,5 @@ def run_passes(attack: APGD, models: Models, x: Tensor, y: Tensor, *, seed: int,
             result.checkpoints[k], result.grad_evals_at[k] = x0.clone(), 0
             if on_checkpoint is not None:
                 on_checkpoint(k, result.checkpoints[k])
-    if attack.steps in checkpoints:
-        result.checkpoints[attack.steps] = result.x_adv.clone()
-        result.grad_evals_at[attack.steps] = result.grad_evals
-        if on_checkpoint is not None:
-            on_checkpoint(attack.steps, result.checkpoints[attack.steps])
+    GradientAttack.record(result, attack.steps, result.x_adv, checkpoints, on_checkpoint)
     return result
