@@ -70,65 +70,77 @@ def fooled_at(models: Sequence[nn.Module], success: Callable[[Tensor, Tensor], T
     return out
 
 
-def binary_search(attack: Attack, models: Sequence[nn.Module], x: Tensor, y: Tensor, budgets: Sequence[float],
-                  checkpoints: Sequence[int], seed: int, early_stop: bool = True,
-                  eot_samples: int = 1) -> Generated:
-    """Binary search per sample over the sorted positive ``budgets``, then a run at every budget above a sample's
-    minimal one that the search skipped (early-stopped, so cheap), so that each budget's iteration curve is the
-    attack's own there. An attack with a per-sample eps runs each round's probes, and the fill-in runs, as one
-    batch, each sample at its own budget (small batches cost far more per image); any other runs one batch per
-    budget probed."""
-    budgets = sorted(budgets)
-    m, n, task = len(budgets), len(x), attack.task
-    frozen = early_stop and task.success_type and isinstance(attack, GradientAttack)  # the loop honours early stop
-    broken_clean = fools(models, task.success, x, y)
-    closure = _Closure(x, budgets, checkpoints, broken_clean, n * len(models))
-    lo = torch.zeros(n, dtype=torch.long, device=x.device)
-    hi = torch.where(broken_clean, -1, m - 1)  # a sample broken clean needs no search
-    minimal = torch.where(broken_clean, -1, m)
+class _Prober:
+    """The runs of one search: per round, (budget index, rows) groups, one batch at a per-sample eps where the attack
+    takes one (small batches cost far more per image), else one batch per budget; each run's iterates go into the
+    closure."""
 
-    def run(rows: Tensor, eps: float | Tensor, run_seed: int) -> tuple[AttackResult, dict[int, Tensor]]:
-        res = attack.run(models, x[rows], y[rows], seed=run_seed, eps=eps, checkpoints=checkpoints,
-                         early_stop=early_stop, eot_samples=eot_samples)
-        checks = len(rows) * len(models) * (1 if frozen else len(checkpoints))
-        closure.spend(res.grad_evals, res.forwards + checks)
-        return res, fooled_at(models, task.success, res.checkpoints, y[rows], frozen)
+    def __init__(self, attack: Attack, models: Sequence[nn.Module], x: Tensor, y: Tensor, budgets: list[float],
+                 checkpoints: Sequence[int], seed: int, early_stop: bool, eot_samples: int) -> None:
+        self.attack, self.models, self.x, self.y, self.budgets = attack, models, x, y, budgets
+        self.checkpoints, self.seed, self.early_stop, self.eot_samples = checkpoints, seed, early_stop, eot_samples
+        task = attack.task
+        self.frozen = early_stop and task.success_type and isinstance(attack, GradientAttack)  # the loop stops
+        self.broken_clean = fools(models, task.success, x, y)
+        self.closure = _Closure(x, budgets, checkpoints, self.broken_clean, len(x) * len(models))
 
-    def probe(groups: list[tuple[int, Tensor]], tag: int,
+    def run(self, rows: Tensor, eps: float | Tensor, run_seed: int) -> tuple[AttackResult, dict[int, Tensor]]:
+        res = self.attack.run(self.models, self.x[rows], self.y[rows], seed=run_seed, eps=eps,
+                              checkpoints=self.checkpoints, early_stop=self.early_stop, eot_samples=self.eot_samples)
+        checks = len(rows) * len(self.models) * (1 if self.frozen else len(self.checkpoints))
+        self.closure.spend(res.grad_evals, res.forwards + checks)
+        return res, fooled_at(self.models, self.attack.task.success, res.checkpoints, self.y[rows], self.frozen)
+
+    def probe(self, groups: list[tuple[int, Tensor]], tag: int,
               needed: Callable[[int], Tensor] | None = None) -> list[Tensor]:
         """Run the (budget index, rows) groups of one round; per group, which rows the last checkpoint broke. With
         ``needed`` (fill-in runs) a group keeps only the rows still needed once the groups below it are taken in:
         run one by one, it is run on those alone (as before batching); batched, the others' cost is still counted."""
-        if not attack.per_sample_eps:
+        last, closure = max(self.checkpoints), self.closure
+        if not self.attack.per_sample_eps:
             out = []
             for index, rows in groups:
                 rows = rows if needed is None else needed(index).nonzero().flatten()
                 if not len(rows):
                     continue
-                res, fooled = run(rows, budgets[index], seed + 104729 * tag + index)
+                res, fooled = self.run(rows, self.budgets[index], self.seed + 104729 * tag + index)
                 closure.add(Probe(index, rows, res.checkpoints, fooled, res.grad_evals_at))
-                out.append(fooled[max(checkpoints)])
+                out.append(fooled[last])
             return out
         rows = torch.cat([r for _, r in groups])
-        eps = torch.tensor([budgets[i] for i, r in groups for _ in range(len(r))], dtype=torch.float64)
-        res, fooled = run(rows, eps, seed + 104729 * tag)
+        eps = torch.tensor([self.budgets[i] for i, r in groups for _ in range(len(r))], dtype=torch.float64)
+        res, fooled = self.run(rows, eps, self.seed + 104729 * tag)
         out, at = [], 0
         for index, part in groups:
-            sel = torch.arange(at, at + len(part), device=x.device)
+            sel = torch.arange(at, at + len(part), device=self.x.device)
             at += len(part)
-            spent = {k: int(res.grad_evals_rows_at[k][sel].sum()) for k in checkpoints}
+            spent = {k: int(res.grad_evals_rows_at[k][sel].sum()) for k in self.checkpoints}
             if needed is not None:
                 sel = sel[needed(index)[part]]
             closure.add(Probe(index, rows[sel], {k: v[sel] for k, v in res.checkpoints.items()},
                               {k: v[sel] for k, v in fooled.items()}, spent))
-            out.append(fooled[max(checkpoints)][sel])
+            out.append(fooled[last][sel])
         return out
 
+
+def binary_search(attack: Attack, models: Sequence[nn.Module], x: Tensor, y: Tensor, budgets: Sequence[float],
+                  checkpoints: Sequence[int], seed: int, early_stop: bool = True,
+                  eot_samples: int = 1) -> Generated:
+    """Binary search per sample over the sorted positive ``budgets``, then a run at every budget above a sample's
+    minimal one that the search skipped (early-stopped, so cheap), so that each budget's iteration curve is the
+    attack's own there; each round's probes, and the fill-in runs, are one batch (``_Prober``)."""
+    budgets = sorted(budgets)
+    m, n = len(budgets), len(x)
+    prober = _Prober(attack, models, x, y, budgets, checkpoints, seed, early_stop, eot_samples)
+    closure, broken_clean = prober.closure, prober.broken_clean
+    lo = torch.zeros(n, dtype=torch.long, device=x.device)
+    hi = torch.where(broken_clean, -1, m - 1)  # a sample broken clean needs no search
+    minimal = torch.where(broken_clean, -1, m)
     for rnd in range(m.bit_length()):
         active = lo <= hi
         mid = (lo + hi) // 2
         groups = [(index, (active & (mid == index)).nonzero().flatten()) for index in sorted(set(mid[active].tolist()))]
-        for (index, rows), broken in zip(groups, probe(groups, rnd), strict=True):
+        for (index, rows), broken in zip(groups, prober.probe(groups, rnd), strict=True):
             minimal[rows[broken]] = index
             hi[rows[broken]] = index - 1
             lo[rows[~broken]] = index + 1
@@ -142,8 +154,39 @@ def binary_search(attack: Attack, models: Sequence[nn.Module], x: Tensor, y: Ten
     fill = [(index, needed(index).nonzero().flatten()) for index in range(m)]
     fill = [(index, rows) for index, rows in fill if len(rows)]
     if fill:
-        probe(fill, m.bit_length(), needed)
+        prober.probe(fill, m.bit_length(), needed)
     return closure.result(minimal)
+
+
+def descending_search(attack: Attack, models: Sequence[nn.Module], x: Tensor, y: Tensor, budgets: Sequence[float],
+                      checkpoints: Sequence[int], seed: int, early_stop: bool = True,
+                      eot_samples: int = 1) -> Generated:
+    """From the largest budget down, each sample stopping at its first failed run: every budget at or above a
+    sample's minimal one is run (as the binary search's fill-in runs are) and one failed full-steps run is paid per
+    sample, where a binary search pays two or more below its middle budget. The upper half of the budgets runs as
+    the first round, one batch (an attack with a per-sample eps; a sample broken at none of them pays up to
+    m - m // 2 failures there); then one budget per round."""
+    budgets = sorted(budgets)
+    m = len(budgets)
+    prober = _Prober(attack, models, x, y, budgets, checkpoints, seed, early_stop, eot_samples)
+    minimal = torch.where(prober.broken_clean, -1, m)
+    active = ~prober.broken_clean
+    head = m // 2 if attack.per_sample_eps else m - 1
+    rounds = [list(range(head, m))] + [[i] for i in reversed(range(head))]
+    for rnd, indices in enumerate(rounds):
+        rows = active.nonzero().flatten()
+        if not len(rows):
+            break
+        groups = [(index, rows) for index in reversed(indices)]
+        broken = torch.stack(prober.probe(groups, rnd))  # (budgets of the round, rows)
+        alive = broken.cumprod(0).bool()  # broken at this budget and at every larger one of the round
+        for (index, _), ok in zip(groups, alive, strict=True):
+            minimal[rows[ok]] = index
+        active[rows[~alive[-1]]] = False
+    return prober.closure.result(minimal)
+
+
+SEARCHES = {"binary": binary_search, "descending": descending_search}
 
 
 class _Closure:

@@ -27,7 +27,8 @@ from robustgrid.models.device import PRECISIONS
 from robustgrid.models.target import TARGET_PREFIXES, TARGETS
 from robustgrid.models.tasks import TASKS, build_task
 
-BUDGET_SEARCHES = ("none", "binary")  # how a budget curve is made: one run per epsilon, or a per-sample search
+# how a budget curve is made: one run per epsilon, or a per-sample search (benchmark/budget_search.py)
+BUDGET_SEARCHES = ("none", "binary", "descending")
 SHARD_BATCHES = 4  # default shard: four batches (the unit of work, of resumption and of distribution)
 
 
@@ -52,7 +53,8 @@ class Spec:
 @dataclass(frozen=True)
 class AttackSpec:
     """One attack of a suite: registry name, parameters, display label and its step count; optionally the suite
-    threats it runs under (default: all) and its own checkpoints (default: the budget's), neither part of its key."""
+    threats it runs under and defenses it is evaluated behind (default: all of the suite's) and its own checkpoints
+    (default: the budget's), none of them part of its key."""
 
     name: str
     steps: int
@@ -60,10 +62,15 @@ class AttackSpec:
     label: str = ""
     threats: tuple[str, ...] = ()
     checkpoints: tuple[int, ...] | None = None
+    defenses: tuple[str, ...] = ()
 
     def runs_under(self, threat: str) -> bool:
         """Does the suite's ``threat`` evaluate this attack (a query attack may run under the query threats only)?"""
         return not self.threats or threat in self.threats
+
+    def meets(self, defense: str) -> bool:
+        """Is this attack evaluated behind the suite's ``defense`` (a costly query attack may skip a purifier)?"""
+        return not self.defenses or defense in self.defenses
 
     @property
     def kwargs(self) -> dict[str, Any]:
@@ -78,7 +85,8 @@ class AttackSpec:
 class Budget:
     """Norm, the epsilons of the budget curve, the iteration checkpoints of the strength curve, and how the budget
     curve is made: ``search = "none"`` one run per epsilon (the plain curve), ``"binary"`` a per-sample binary search
-    over the epsilons (the envelope curve at about log2(B) + 1 runs per sample; success-type tasks only)."""
+    over the epsilons (the envelope curve at about log2(B) + 1 runs per sample), ``"descending"`` one run per
+    budget from the largest down until a sample's first failure (one failed run per sample); success-type tasks."""
 
     norm: str
     eps: tuple[float, ...]
@@ -263,7 +271,7 @@ def _suite(t: dict[str, Any], i: int) -> Suite:
     if search != "none" and not build_task(task).success_type:
         _fail(where, f"budget search {search!r} needs a per-sample success, which task {task!r} has not; "
                      f"use search = \"none\"")
-    attacks = tuple(_attack(a, f"{where} attack {j + 1}", threats)
+    attacks = tuple(_attack(a, f"{where} attack {j + 1}", threats, tuple(d.name for d in defenses))
                     for j, a in enumerate(_nonempty_list(t["attacks"], where, "attacks")))
     labels = [a.label for a in attacks]
     dup = {x for x in labels if labels.count(x) > 1}
@@ -300,9 +308,9 @@ def _suite(t: dict[str, Any], i: int) -> Suite:
                  batch_size=batch, early_stop=early, eot_samples=eot, name=name, shard_size=shard)
 
 
-def _attack(a: Any, where: str, suite_threats: tuple[str, ...]) -> AttackSpec:
+def _attack(a: Any, where: str, suite_threats: tuple[str, ...], suite_defenses: tuple[str, ...]) -> AttackSpec:
     """One ``[[suite.attacks]]`` table: its step count, label and parameters, checked against its constructor, and
-    the suite threats and checkpoints it keeps for itself."""
+    the suite threats, defenses and checkpoints it keeps for itself."""
     if not isinstance(a, dict) or not isinstance(a.get("name"), str):
         _fail(where, f"each attack must be a table with a 'name', got {a!r}")
     where = f"{where} ({a['name']})"
@@ -314,6 +322,12 @@ def _attack(a: Any, where: str, suite_threats: tuple[str, ...]) -> AttackSpec:
     for th in threats:
         if th not in suite_threats:
             _fail(where, f"threat {th!r} is not one of the suite's threats ({', '.join(suite_threats)})")
+    defenses = a.get("defenses", [])
+    if not isinstance(defenses, list) or not defenses and "defenses" in a:
+        _fail(where, f"defenses must be a non-empty list of the suite's defenses, got {defenses!r}")
+    for d in defenses:
+        if d not in suite_defenses:
+            _fail(where, f"defense {d!r} is not one of the suite's defenses ({', '.join(suite_defenses)})")
     checkpoints = a.get("checkpoints")
     if checkpoints is not None:
         if not isinstance(checkpoints, list):
@@ -322,10 +336,10 @@ def _attack(a: Any, where: str, suite_threats: tuple[str, ...]) -> AttackSpec:
         beyond = [c for c in checkpoints if c > steps]
         if beyond:
             _fail(where, f"checkpoint {beyond[0]} is beyond its steps; valid checkpoints: 1..{steps}")
-    params = {k: v for k, v in a.items() if k not in ("name", "steps", "label", "threats", "checkpoints")}
+    params = {k: v for k, v in a.items() if k not in ("name", "steps", "label", "threats", "checkpoints", "defenses")}
     _check_spec("attack", a["name"], params, where)
     return AttackSpec(a["name"], steps, tuple(sorted((k, _freeze(v)) for k, v in params.items())), label,
-                      tuple(threats), checkpoints)
+                      tuple(threats), checkpoints, tuple(defenses))
 
 
 def _ray(v: Any, where: str) -> RaySettings:

@@ -60,6 +60,7 @@ class Unit:
     key: str
     seed: int
     budgets: tuple[float, ...] = ()  # a search unit's sorted positive epsilons; empty: one run at ``eps``
+    search: str = "none"             # a search unit's ``budget.search``
 
 
 def digest(obj: object) -> str:
@@ -88,7 +89,7 @@ def plan_suite(suite: Suite, seed: int, identity: dict[str, str],
 
     def add(attack: AttackSpec, sources: tuple[str, ...], threat: str, defense: str, budgets: tuple[float, ...],
             evals: list[Eval], search: bool = False) -> None:
-        evals = [ev for ev in evals if attack.runs_under(ev.threat)]
+        evals = [ev for ev in evals if attack.runs_under(ev.threat) and attack.meets(ev.defense)]
         if not evals:
             return
         wanted = suite.budget.checkpoints if attack.checkpoints is None else attack.checkpoints
@@ -109,7 +110,8 @@ def plan_suite(suite: Suite, seed: int, identity: dict[str, str],
                     cells.append(Cell(suite.name, suite.task, attack, sources, ev.threat, suite.budget.norm, eps, k,
                                       ev.target, ev.defense, digest(cell_id)))
         units.append(Unit(suite.name, attack, sources, threat, defense, max(budgets), checkpoints, tuple(evals),
-                          tuple(cells), unit_key, int(unit_key[:8], 16), budgets if search else ()))
+                          tuple(cells), unit_key, int(unit_key[:8], 16), budgets if search else (),
+                          suite.budget.search if search else "none"))
 
     def generation_evals() -> list[tuple[str, tuple[str, ...], str, list[Eval]]]:
         """(threat, sources, defense, evaluations) of every generation, in planning order."""

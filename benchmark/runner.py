@@ -18,9 +18,10 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from robustgrid.attacks import ATTACKS, Attack, AttackResult, build_attack
-from robustgrid.benchmark.budget_search import Generated, binary_search
+from robustgrid.benchmark.budget_search import SEARCHES, Generated
 from robustgrid.benchmark.config import Config, Suite
 from robustgrid.benchmark.curves import PROBED
+from robustgrid.benchmark.distinct import distinct_outcomes
 from robustgrid.benchmark.executors import (
     EXECUTORS,
     LocalExecutor,
@@ -176,6 +177,15 @@ def evaluate(p: Prepared, module: nn.Module, x: Tensor, y: Tensor, seed: int) ->
         rng.__exit__(None, None, None)
 
 
+def evaluate_points(p: Prepared, module: nn.Module, defense: str, images: dict[tuple[float, int], Tensor], x: Tensor,
+                    y: Tensor, seed: int) -> dict[tuple[float, int], np.ndarray]:
+    """Per-sample outcomes at every (eps, step) of a batch: through a deterministic module each distinct image once
+    (a curve's points mostly repeat their images); a randomised purifier sees each point's batch whole."""
+    if defense != "none" and p.defenses[defense].randomized:
+        return {ek: evaluate(p, module, xk, y, seed) for ek, xk in images.items()}
+    return distinct_outcomes(lambda xs, ys: evaluate(p, module, xs, ys, seed), images, x, y, len(x))
+
+
 def clean_outcomes(p: Prepared, store: Store, progress: bool) -> dict[tuple[str, str], np.ndarray]:
     """Clean predictions of every (target, defense), computed once and reused by every cell."""
     out: dict[tuple[str, str], np.ndarray] = {}
@@ -223,7 +233,7 @@ def generate(unit: Unit, attack: Attack, options: dict[str, Any], models: list[n
     """A batch's examples per (eps, checkpoint) and their cost: one run at the unit's eps, or a search unit's
     per-sample budget search."""
     if unit.budgets:
-        return binary_search(attack, models, x, y, unit.budgets, unit.checkpoints, seed, **options)
+        return SEARCHES[unit.search](attack, models, x, y, unit.budgets, unit.checkpoints, seed, **options)
     res = attack.run(models, x, y, seed=seed, eps=unit.eps, checkpoints=unit.checkpoints, **options)
     spent = {k: spent_at(attack, res, k) for k in unit.checkpoints}
     return Generated({(unit.eps, k): xk for k, xk in res.checkpoints.items()},
@@ -262,8 +272,9 @@ def run_shard(p: Prepared, unit: Unit, job: ShardJob) -> ShardResult:
             queries[e, k] = queries.get((e, k), 0) + res.queries.get((e, k), 0)
             for name, values in p.task.pair_metrics(x, xk).items():
                 pairs.setdefault((e, k, name), []).append(np.asarray(values))
-            for (t, d), module in evals.items():
-                outcomes.setdefault((e, k, t, d), []).append(evaluate(p, module, xk, y, unit.seed + 7919 * b + 1))
+        for (t, d), module in evals.items():
+            for (e, k), got in evaluate_points(p, module, d, res.images, x, y, unit.seed + 7919 * b + 1).items():
+                outcomes.setdefault((e, k, t, d), []).append(got)
         eval_seconds += time.perf_counter() - t0
     return ShardResult(job, {key: np.concatenate(v) for key, v in outcomes.items()},
                        {key: np.concatenate(v) for key, v in pairs.items()}, cost, grad_total, forwards,

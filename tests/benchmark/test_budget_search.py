@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from robustgrid.attacks import build_attack
 from robustgrid.benchmark import parse_config, run_grid
-from robustgrid.benchmark.budget_search import binary_search, fooled_at
+from robustgrid.benchmark.budget_search import SEARCHES, binary_search, descending_search, fooled_at
 from robustgrid.benchmark.curves import PROBED, envelopes, final_cells
 from robustgrid.benchmark.leaderboard import budget_curves
 from robustgrid.benchmark.planner import plan_suite
@@ -43,14 +43,15 @@ def step_attack():
     return build_attack("pgd", eps=max(BUDGETS), steps=max(CHECKPOINTS), step_size=1.0, random_start=False)
 
 
+@pytest.mark.parametrize("how", sorted(SEARCHES))
 @pytest.mark.parametrize("early_stop", [True, False])
-def test_search_finds_every_samples_minimal_budget(early_stop):
+def test_search_finds_every_samples_minimal_budget(early_stop, how):
     rng = np.random.default_rng(0)
     # thresholds between the budgets, below 0 (broken clean) and above the largest (never broken)
     t = np.concatenate([rng.uniform(0.001, 0.35, 60), [-0.05, -0.01, 0.4, 0.45]])
     t = t[np.abs(t[:, None] - np.array(BUDGETS)[None]).min(1) > 1e-3]
     x, y = threshold_batch(t)
-    res = binary_search(step_attack(), [Threshold()], x, y, BUDGETS, CHECKPOINTS, seed=0, early_stop=early_stop)
+    res = SEARCHES[how](step_attack(), [Threshold()], x, y, BUDGETS, CHECKPOINTS, seed=0, early_stop=early_stop)
     expected = np.where(t < 0, -1, np.searchsorted(BUDGETS, t, side="right"))
     assert res.minimal.tolist() == expected.tolist()
     model = Threshold()
@@ -72,6 +73,21 @@ def test_search_costs_log2_runs_per_sample_where_nothing_breaks():
     assert sum(res.cost[e, max(CHECKPOINTS)] for e in BUDGETS) == res.grad_evals
 
 
+def test_descending_pays_one_failed_run_per_sample_below_its_first_round():
+    """Each sample runs every budget from the largest down to its minimal one and fails once below it; a sample
+    whose minimal budget is above the first round's (the upper half, one batch) fails at every budget there."""
+    t = np.array([0.005, 0.015, 0.03, 0.05, 0.09, 0.15, 0.25, 0.5])  # minimal index 0 .. 7 (7: never broken)
+    x, y = threshold_batch(t)
+    res = descending_search(step_attack(), [Threshold()], x, y, BUDGETS, CHECKPOINTS, seed=0)
+    minimal = np.searchsorted(BUDGETS, t, side="right")
+    assert res.minimal.tolist() == minimal.tolist()
+    m, head = len(BUDGETS), len(BUDGETS) // 2
+    runs = [m - i + (i > 0) if i <= head else m - head for i in minimal]
+    assert sum(res.probed.values()) == sum(runs)
+    binary = binary_search(step_attack(), [Threshold()], x, y, BUDGETS, CHECKPOINTS, seed=0)
+    assert binary.minimal.tolist() == res.minimal.tolist()
+
+
 def test_search_on_the_zoo_is_no_weaker_than_the_plain_envelope():
     """Deterministic I-FGSM on fmnist-resnet: at every (budget, checkpoint) the search's robust accuracy is at most
     the envelope of one plain run per budget, for fewer gradient evaluations."""
@@ -83,7 +99,7 @@ def test_search_on_the_zoo_is_no_weaker_than_the_plain_envelope():
     model = zoo_target("fmnist-resnet", allow_train=False).module
     budgets, checkpoints = [0.005, 0.01, 0.02, 0.04, 0.08], [1, 2, 5, 10]
     attack = build_attack("ifgsm", eps=max(budgets), steps=10, step_size=0.01)
-    res = binary_search(attack, [model], x, y, budgets, checkpoints, seed=0)
+    res = {how: search(attack, [model], x, y, budgets, checkpoints, seed=0) for how, search in SEARCHES.items()}
 
     def robust(xk: Tensor) -> np.ndarray:
         with torch.inference_mode():
@@ -96,8 +112,9 @@ def test_search_on_the_zoo_is_no_weaker_than_the_plain_envelope():
         plain_cost += run.grad_evals
         for k in checkpoints:
             still[k] = still[k] & robust(run.checkpoints[k])
-            assert robust(res.images[e, k]).mean() <= still[k].mean(), (e, k)
-    assert res.grad_evals < plain_cost
+            for how, got in res.items():
+                assert robust(got.images[e, k]).mean() <= still[k].mean(), (how, e, k)
+    assert res["descending"].grad_evals <= res["binary"].grad_evals < plain_cost
 
 
 @pytest.mark.parametrize("early_stop", [True, False])
@@ -160,8 +177,11 @@ def test_planner_searches_only_where_source_success_is_success():
     assert not any(u.budgets for u in plan_suite(cfg.suites[0], 0, ids, randomized=frozenset({"none"})))
 
 
-def test_a_search_grid_stores_monotone_curves_whose_costs_add_up(tmp_path):
-    run_grid(parse_config(SEARCH_TOML), tmp_path, progress=False, report=False)
+@pytest.mark.parametrize("how", sorted(SEARCHES))
+def test_a_search_grid_stores_monotone_curves_whose_costs_add_up(tmp_path, how):
+    cfg = copy.deepcopy(SEARCH_TOML)
+    cfg["suite"][0]["budget"]["search"] = how
+    run_grid(parse_config(cfg), tmp_path, progress=False, report=False)
     store = Store(tmp_path / "cells.sqlite")
     cells = store.cells()
     units = {u.key: u for u in store.units()}
@@ -179,7 +199,7 @@ def test_a_search_grid_stores_monotone_curves_whose_costs_add_up(tmp_path):
 
 
 @pytest.mark.parametrize("search, task, message", [
-    ("binay", "classification", "unknown budget search 'binay'; valid: none, binary"),
+    ("binay", "classification", "unknown budget search 'binay'; valid: none, binary, descending"),
     ("binary", "segmentation", "budget search 'binary' needs a per-sample success, which task 'segmentation' has"),
 ])
 def test_a_bad_budget_search_is_a_one_line_error(search, task, message):

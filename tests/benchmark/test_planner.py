@@ -98,12 +98,13 @@ if __name__ == "__main__":  # regenerate the golden file from a planner source f
     GOLDEN.write_text(_dump(plans(_load(sys.argv[1]))))
 
 
-def _mixed_suite(**square: Any) -> Suite:
+def _mixed_suite(suite_threats: tuple[str, ...] = ("whitebox", "score"),
+                 suite_defenses: tuple[str, ...] = ("none",), **square: Any) -> Suite:
     """A classification suite holding a gradient attack and a query attack kept to the score threat."""
     from robustgrid.benchmark.config import parse_config
 
     cfg = {"suite": [{"name": "mixed", "task": "classification", "dataset": {"name": "fashion-mnist", "size": 8},
-                      "targets": ["fmnist-resnet"], "threats": ["whitebox", "score"],
+                      "targets": ["fmnist-resnet"], "threats": list(suite_threats), "defenses": list(suite_defenses),
                       "budget": {"eps": [0.0, 0.1], "checkpoints": [1, 5]},
                       "attacks": [{"name": "pgd", "steps": 5, "threats": ["whitebox"]},
                                   {"name": "fgsm", "steps": 1, **square}]}]}
@@ -121,10 +122,28 @@ def test_an_attack_runs_only_under_its_own_threats_and_at_its_own_checkpoints():
         {u.attack.name: u.attack.to_json() for u in plan_suite(plain, 0, fixed_identity(plain))}  # keys unchanged
 
 
+def test_an_attack_is_evaluated_only_behind_its_own_defenses():
+    """A costly attack may skip a purifier: no unit through it and no cell behind it, under any threat (its own
+    generation through the purifier, or the blind ride on the bare one's examples); without the key, every one."""
+    threats, defenses = ("whitebox", "blind", "adaptive"), ("none", "gaussian", "ncis")
+
+    def fgsm_cells(**kept: Any) -> dict[tuple[str, str], str]:
+        suite = _mixed_suite(threats, defenses, threats=["blind", "adaptive"], **kept)
+        return {(u.defense, c.defense): c.key for u in plan_suite(suite, 0, fixed_identity(suite)) for c in u.cells
+                if u.attack.name == "fgsm"}
+
+    kept, every = fgsm_cells(defenses=["none", "gaussian"]), fgsm_cells()
+    assert {d for _, d in kept} == {"gaussian"} and {g for g, _ in kept} == {"none", "gaussian"}
+    assert {d for _, d in every} == {"gaussian", "ncis"} and {g for g, _ in every} == set(defenses)
+    assert set(kept.values()) <= set(every.values())  # the kept cells keep their keys
+
+
 @pytest.mark.parametrize("square, message", [
     ({"threats": ["decision"]}, "threat 'decision' is not one of the suite's threats (whitebox, score)"),
     ({"threats": []}, "threats must be a non-empty list of the suite's threats, got []"),
     ({"checkpoints": [2]}, "checkpoint 2 is beyond its steps; valid checkpoints: 1..1"),
+    ({"defenses": ["ncis"]}, "defense 'ncis' is not one of the suite's defenses (none)"),
+    ({"defenses": []}, "defenses must be a non-empty list of the suite's defenses, got []"),
 ])
 def test_bad_per_attack_threats_and_checkpoints_are_one_line_errors(square, message):
     from robustgrid.core import RobustgridError

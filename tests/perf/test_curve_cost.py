@@ -2,8 +2,9 @@
 torchattacks' PGD run once per (budget, checkpoint), in gradient evaluations and in wall time.
 
 8 budgets x checkpoints 1, 2, 5, 10, 20 of L-inf PGD-20 on ``fmnist-resnet``: torchattacks pays 8 x 38 = 304
-steps per image; ours one search (about log2(7) + 1 = 3 probes of 20 steps, early stop, clean errors free).
-Both models are wrapped by the same counter; the timed rounds interleave the two. ``ROBUSTGRID_PERF_IMAGES``
+steps per image; ours one search, binary (about log2(7) + 1 = 3 probes of 20 steps, early stop, clean errors free)
+and descending (one run per budget from the top until a sample fails).
+All are wrapped by the same counter; the timed rounds interleave them. ``ROBUSTGRID_PERF_IMAGES``
 sets the number of images (default 256). Ratios go to ``.benchmarks/ratios.json``.
 """
 
@@ -13,15 +14,18 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torchattacks
 from torch import Tensor, nn
 
 from robustgrid.attacks import build_attack
-from robustgrid.benchmark.budget_search import binary_search
+from robustgrid.benchmark.budget_search import SEARCHES
+from robustgrid.benchmark.distinct import distinct_outcomes
 
 pytestmark = pytest.mark.perf
 OUT = Path(__file__).resolve().parents[2] / ".benchmarks" / "ratios.json"
@@ -60,12 +64,26 @@ def theirs(model: nn.Module, x: Tensor, y: Tensor) -> dict[tuple[float, int], fl
     return out
 
 
-def ours(model: nn.Module, x: Tensor, y: Tensor) -> dict[tuple[float, int], float]:
+def _search(model: nn.Module, x: Tensor, y: Tensor, how: str = "binary") -> dict[tuple[float, int], Tensor]:
     """One budget search over the positive budgets; the zero budget is the clean image."""
     attack = build_attack("pgd", eps=max(EPS), steps=max(CHECKPOINTS), step_size=STEP)
-    res = binary_search(attack, [model], x, y, [e for e in EPS if e > 0], CHECKPOINTS, seed=0, early_stop=True)
-    clean = _acc(model, x, y)
-    return {(e, k): clean if e == 0 else _acc(model, res.images[e, k], y) for e in EPS for k in CHECKPOINTS}
+    res = SEARCHES[how](attack, [model], x, y, [e for e in EPS if e > 0], CHECKPOINTS, seed=0, early_stop=True)
+    return {(0.0, k): x for k in CHECKPOINTS} | res.images
+
+
+def _predict(model: nn.Module) -> Callable[[Tensor, Tensor], np.ndarray]:
+    def predict(xs: Tensor, ys: Tensor) -> np.ndarray:
+        with torch.inference_mode():
+            return model(xs).argmax(1).numpy()
+    return predict
+
+
+def ours(how: str) -> Callable[[nn.Module, Tensor, Tensor], dict[tuple[float, int], float]]:
+    """The ``how`` search, evaluated as the runner does (``distinct_outcomes``: each distinct image once)."""
+    def curve(model: nn.Module, x: Tensor, y: Tensor) -> dict[tuple[float, int], float]:
+        got = distinct_outcomes(_predict(model), _search(model, x, y, how), x, y, len(x))
+        return {p: float(np.mean(v == y.numpy())) for p, v in got.items()}
+    return curve
 
 
 def test_curve_cost_against_torchattacks(capsys):
@@ -77,43 +95,48 @@ def test_curve_cost_against_torchattacks(capsys):
     ds = build_dataset("fashion-mnist", split="test", size=n, seed=0)
     x, y = ds.images, ds.labels
     model = zoo_target("fmnist-resnet", allow_train=False).module
-    runs = {"torchattacks": theirs, "ours": ours}
+    runs = {"torchattacks": theirs} | {how: ours(how) for how in SEARCHES}
     for fn in runs.values():
         fn(model, x[:16], y[:16])  # warm-up
     counted = {name: Counting(model) for name in runs}
     results: dict[str, dict[tuple[float, int], float]] = {}
     seconds: dict[str, list[float]] = {name: [] for name in runs}
-    for r in range(ROUNDS):  # interleaved, so both see the same load; the first round also counts
+    for r in range(ROUNDS):  # interleaved, so all see the same load; the first round also counts
         for name, fn in runs.items():
             t0 = time.perf_counter()
             got = fn(counted[name] if r == 0 else model, x, y)
             seconds[name].append(time.perf_counter() - t0)
             results.setdefault(name, got)
     evals = {name: c.grad_evals / n for name, c in counted.items()}
+    median = {name: sorted(t)[ROUNDS // 2] for name, t in seconds.items()}
     # Both are random-start PGD with different draws, so a point's accuracies differ by sampling noise: the
     # tolerance is two standard errors of a difference of two accuracies near 1/2 on n images, correlated or not.
     tol = 2 * math.sqrt(0.5 / n)
-    worse = {p: (results["ours"][p], results["torchattacks"][p]) for p in results["ours"]
-             if results["ours"][p] > results["torchattacks"][p] + tol}
-    assert not worse, f"ours above torchattacks beyond {tol:.3f} at (eps, steps): {worse}"
-    grad_ratio = evals["torchattacks"] / evals["ours"]
-    time_ratio = sorted(seconds["torchattacks"])[ROUNDS // 2] / sorted(seconds["ours"])[ROUNDS // 2]
-    ratios = {"curve_search_grad_evals_per_image": evals["ours"],
-              "curve_torchattacks_grad_evals_per_image": evals["torchattacks"],
-              "curve_search_grad_evals_ratio": grad_ratio, "curve_search_time_ratio": time_ratio,
-              "curve_search_images": n}
+    ratios: dict[str, float] = {"curve_torchattacks_grad_evals_per_image": evals["torchattacks"],
+                                "curve_search_images": n}
+    lines = []
+    for how in SEARCHES:
+        worse = {p: (results[how][p], results["torchattacks"][p]) for p in results[how]
+                 if results[how][p] > results["torchattacks"][p] + tol}
+        assert not worse, f"{how} search above torchattacks beyond {tol:.3f} at (eps, steps): {worse}"
+        grad_ratio = evals["torchattacks"] / evals[how]
+        time_ratio = median["torchattacks"] / median[how]
+        tag = "" if how == "binary" else f"_{how}"
+        ratios |= {f"curve_search{tag}_grad_evals_per_image": evals[how],
+                   f"curve_search{tag}_grad_evals_ratio": grad_ratio, f"curve_search{tag}_time_ratio": time_ratio}
+        gaps = [results["torchattacks"][p] - results[how][p] for p in results[how]]
+        lines.append(f"  {how} search: gradient evaluations per image {evals['torchattacks']:.1f} vs "
+                     f"{evals[how]:.1f} ({grad_ratio:.2f}x), wall time {median['torchattacks']:.1f} s vs "
+                     f"{median[how]:.2f} s ({time_ratio:.2f}x, median of {ROUNDS} interleaved rounds); "
+                     f"torchattacks - ours accuracy: min {min(gaps):+.3f}, mean {sum(gaps) / len(gaps):+.3f}")
     OUT.parent.mkdir(exist_ok=True)
     old = json.loads(OUT.read_text()) if OUT.is_file() else {}
     OUT.write_text(json.dumps({**old, **ratios}, indent=2, sort_keys=True) + "\n")
-    gaps = [results["torchattacks"][p] - results["ours"][p] for p in results["ours"]]
     with capsys.disabled():
-        print(f"\ncurve on {n} images: gradient evaluations per image {evals['torchattacks']:.1f} vs "
-              f"{evals['ours']:.1f} ({grad_ratio:.2f}x), wall time {time_ratio:.2f}x (median of {ROUNDS} "
-              f"interleaved rounds); torchattacks - ours accuracy: min {min(gaps):+.3f}, mean "
-              f"{sum(gaps) / len(gaps):+.3f}")
+        print(f"\ncurve on {n} images, one thread:\n" + "\n".join(lines))
         for e in EPS:
-            print(f"  eps {e:.4f}: ours {[round(results['ours'][e, k], 3) for k in CHECKPOINTS]} "
-                  f"theirs {[round(results['torchattacks'][e, k], 3) for k in CHECKPOINTS]}")
+            print(f"  eps {e:.4f}: " + "; ".join(f"{name} {[round(results[name][e, k], 3) for k in CHECKPOINTS]}"
+                                                for name in runs))
 
 
 def _suite(task: str, dataset: str, target: str, eps: list[float], attacks: list[dict]) -> dict:
