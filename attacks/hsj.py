@@ -29,7 +29,6 @@ class HopSkipJump(QueryAttack):
     name = "hsj"
     access = "decision"
     minimum_norm = True
-    minimum_norm = True
 
     def __init__(self, *, norm: str = "l2", eps: float = 1.0, steps: int = 1000, init_evals: int = 100,
                  max_evals: int = 10000, init_size: int = 100, gamma: float = 0.01,

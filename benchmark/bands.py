@@ -1,6 +1,6 @@
 """Bootstrap bands of the report's curves: per cell, the percentile interval of its primary metric.
 
-Each cell's per-sample outcomes are resampled with the task's own code (``Task.resampler``), the same seeded
+Each cell's per-sample outcomes are resampled with the task's own code (``Task.bootstrap``), the same seeded
 draws of sample indices for every cell of one evaluated dataset, so a band is reproducible from the store alone
 and neighbouring points of a curve move together as a paired comparison would.
 """
@@ -8,8 +8,6 @@ and neighbouring points of a curve move together as a paired comparison would.
 from __future__ import annotations
 
 from collections import defaultdict
-
-import numpy as np
 
 from robustgrid.benchmark.records import CellRow
 from robustgrid.benchmark.stats import Interval, percentile_interval, resample_indices
@@ -30,7 +28,6 @@ def cell_bands(store: Store, cells: list[CellRow], resamples: int = BAND_RESAMPL
         labels = store.labels(suite, dataset)
         idx = resample_indices(len(labels), resamples, seed)
         for c in group:
-            values = build_task(c.task).resampler(c.outcome(store), labels, store.clean_for(c), names=[c.metric])
-            draws = np.array([values(i)[c.metric] for i in idx], dtype=np.float64)
+            draws = build_task(c.task).bootstrap(c.outcome(store), labels, store.clean_for(c), c.metric, idx)
             out[c.key] = percentile_interval(c.value, draws, level)
     return out

@@ -158,11 +158,16 @@ def transfer_table(store: Store, suites: str | Sequence[str], metrics: Sequence[
     if baseline is not None and baseline not in by_attack:
         raise RobustgridError(f"baseline attack {baseline!r} has no matching cells; attacks: {', '.join(by_attack)}")
     draws: dict[str, dict[str, np.ndarray]] = {}
+    square = np.stack(idx) if len({len(rows) for rows in idx}) == 1 else None  # whole groups vary in size
     for attack, group in by_attack.items():
         per_metric = {m: np.zeros(len(idx)) for m in metrics}
         for c in group:
-            clean = store.clean_for(c)
-            values = task.resampler(c.outcome(store), labels, clean, names=metrics)
+            clean, outcome = store.clean_for(c), c.outcome(store)
+            if square is not None:  # every draw the same size: each metric's draws at once (Task.bootstrap)
+                for m in metrics:
+                    per_metric[m] += task.bootstrap(outcome, labels, clean, m, square)
+                continue
+            values = task.resampler(outcome, labels, clean, names=metrics)
             for r, rows in enumerate(idx):
                 got = values(rows)
                 for m in metrics:

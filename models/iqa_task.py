@@ -170,6 +170,16 @@ class IQA(Task):
 
         return metrics
 
+    def bootstrap(self, outcome: np.ndarray, y: np.ndarray, clean: np.ndarray | None, metric: str,
+                  idx: np.ndarray) -> np.ndarray:
+        """Score stability of every resample at once (one minus the mean of the per-image relative shifts)."""
+        if metric != "score_stability" or clean is None or not idx.shape[1]:
+            return super().bootstrap(outcome, y, clean, metric, idx)
+        p, q = _pair(clean, outcome)
+        lo, hi = QUALITY_RANGE
+        shift = np.abs(q - p) / np.maximum(np.maximum(p - lo, hi - p), 1e-12)
+        return 1 - shift[idx].mean(1)
+
     def pair_metrics(self, x: Tensor, x_adv: Tensor) -> dict[str, np.ndarray]:
         """Norms of the perturbation plus SSIM of the 8-bit attacked image against the clean one."""
         return {**super().pair_metrics(x, x_adv), "ssim": image_ssim(x, quantize8(x_adv))}

@@ -66,6 +66,13 @@ class Task(ABC):
 
         return metrics
 
+    def bootstrap(self, outcome: np.ndarray, y: np.ndarray, clean: np.ndarray | None, metric: str,
+                  idx: np.ndarray) -> np.ndarray:
+        """``metric`` on each row of sample indices ``idx`` (R, n): the bootstrap draws of one cell. Here one
+        ``resampler`` call per row; a task may compute a metric for all rows at once (the same values)."""
+        values = self.resampler(outcome, y, clean, names=[metric])
+        return np.array([values(i)[metric] for i in idx], dtype=np.float64)
+
     def robust(self, outcome: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Per-sample bool 'still robust', for success-type tasks (budget envelope)."""
         raise NotImplementedError(f"task {self.name} has no per-sample success")
@@ -140,6 +147,19 @@ class Classification(Task):
             # attack success rate over the samples the target got right when clean
             out["attack_success_rate"] = float(np.mean(outcome[ok] != y[ok])) if ok.any() else float("nan")
         return out
+
+    def bootstrap(self, outcome: np.ndarray, y: np.ndarray, clean: np.ndarray | None, metric: str,
+                  idx: np.ndarray) -> np.ndarray:
+        """Accuracy (and, with the clean outcomes, attack success rate) of every resample at once."""
+        outcome, y = np.asarray(outcome), np.asarray(y)
+        if metric == "accuracy" and idx.shape[1]:
+            return (outcome == y)[idx].mean(1)
+        if metric == "attack_success_rate" and clean is not None:
+            ok = np.asarray(clean) == y
+            right = ok[idx].sum(1)
+            flipped = (ok & (outcome != y))[idx].sum(1)
+            return np.where(right > 0, flipped / np.maximum(right, 1), np.nan)
+        return super().bootstrap(outcome, y, clean, metric, idx)
 
     def robust(self, outcome: np.ndarray, y: np.ndarray) -> np.ndarray:
         return outcome == y

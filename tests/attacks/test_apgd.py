@@ -49,7 +49,7 @@ def test_robust_accuracy_matches_torchattacks_on_64_images(zoo_resnet, fmnist_ba
 @pytest.mark.slow
 @pytest.mark.parametrize("target", ["fmnist-resnet", "fmnist-mobilenet", "fmnist-vit"])
 @pytest.mark.parametrize("name", ["apgd", "apgd-t"])
-def test_robust_accuracy_within_one_point_of_torchattacks_on_500_images(target, name):
+def test_robust_accuracy_within_one_point_of_torchattacks_on_500_images(target, name, capsys):
     from robustgrid.models.data import build_dataset
     from robustgrid.models.zoo import zoo_target
 
@@ -57,7 +57,10 @@ def test_robust_accuracy_within_one_point_of_torchattacks_on_500_images(target, 
     m = zoo_target(target, allow_train=False).module
     ours = build_attack(name, eps=0.02, steps=20).run(m, ds.images, ds.labels, seed=0)
     ref = reference(m, name, "linf", 0.02, 20)(ds.images, ds.labels)
-    assert abs(accuracy(m, ours.x_adv, ds.labels) - accuracy(m, ref, ds.labels)) <= 0.01
+    got, want = accuracy(m, ours.x_adv, ds.labels), accuracy(m, ref, ds.labels)
+    with capsys.disabled():
+        print(f"\n{name} on {target}, 500 images, Linf 0.02, 20 steps: ours {got:.3f}, torchattacks {want:.3f}")
+    assert abs(got - want) <= 0.01
 
 
 def test_halving_schedule_is_the_papers_checkpoints():
