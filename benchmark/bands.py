@@ -1,7 +1,8 @@
 """Bootstrap bands of the report's curves: per cell, the percentile interval of its primary metric.
 
 Each cell's per-sample outcomes are resampled with the task's own code (``Task.bootstrap``), the same seeded
-draws of sample indices for every cell of one evaluated dataset, so a band is reproducible from the store alone
+draws of sample indices for every cell of one evaluated dataset (whole groups where the dataset has them: the
+patches of one IQA photograph are not independent), so a band is reproducible from the store alone
 and neighbouring points of a curve move together as a paired comparison would.
 """
 
@@ -26,7 +27,7 @@ def cell_bands(store: Store, cells: list[CellRow], resamples: int = BAND_RESAMPL
     out: dict[str, Interval] = {}
     for (suite, dataset), group in sorted(by_data.items()):
         labels = store.labels(suite, dataset)
-        idx = resample_indices(len(labels), resamples, seed)
+        idx = resample_indices(len(labels), resamples, seed, store.groups(suite, dataset))
         for c in group:
             draws = build_task(c.task).bootstrap(c.outcome(store), labels, store.clean_for(c), c.metric, idx)
             out[c.key] = percentile_interval(c.value, draws, level)

@@ -20,8 +20,9 @@ if TYPE_CHECKING:
 
     from robustgrid.benchmark.store import Store
 
-SCHEMA_VERSION = 4  # PRAGMA user_version; 0: provenance JSON in every cell; 2: before shards were stored;
-#                    3: before cells and units recorded the queries of query attacks
+SCHEMA_VERSION = 5  # PRAGMA user_version; 0: provenance JSON in every cell; 2: before shards were stored;
+#                    3: before cells and units recorded the queries of query attacks; 4: before datasets kept the
+#                    samples' groups (a version-4 store is upgraded in place when opened for writing)
 
 _SQL_TYPES = {str: "TEXT", int: "INTEGER", float: "REAL", bytes: "BLOB", tuple: "TEXT"}
 
@@ -126,11 +127,13 @@ class ShardRow:
 
 @dataclass(frozen=True)
 class DatasetRow:
-    """The labels of a suite's evaluated samples (a compressed ``.npy`` blob), by dataset fingerprint."""
+    """The labels of a suite's evaluated samples and, where they have any, their groups (the root each sample was
+    cut from, e.g. an IQA patch's photograph; empty: none), compressed ``.npy`` blobs, by dataset fingerprint."""
 
     suite: str
     fingerprint: str
     labels: bytes
+    groups: bytes = field(default=b"", metadata={"nullable": True})
 
 
 @dataclass(frozen=True)

@@ -409,7 +409,9 @@ def run_grid(config: Config, out: str | Path, *, progress: bool = True, report: 
     try:
         cleans = []
         for p in prepared:
-            store.put_dataset(p.suite.name, p.identity["dataset"], p.data.labels.cpu().numpy())
+            groups = getattr(p.data, "groups", None)
+            store.put_dataset(p.suite.name, p.identity["dataset"], p.data.labels.cpu().numpy(),
+                              None if groups is None else groups.cpu().numpy())
             store.put_provenance(p.provenance)
             cleans.append(clean_outcomes(p, store, progress))
         todo: dict[str, dict[int, ShardResult]] = {}

@@ -147,6 +147,8 @@ def transfer_table(store: Store, suites: str | Sequence[str], metrics: Sequence[
                               "paired intervals need the same dataset, split, size and seed")
     task = build_task(chosen[0].task)
     labels = store.labels(chosen[0].suite, chosen[0].dataset)
+    if roots is None:  # the dataset's own groups, where it has them
+        roots = store.groups(chosen[0].suite, chosen[0].dataset)
     n = len(labels)
     idx = [np.arange(n), *resample_indices(n, resamples, seed, roots)]  # row 0: all samples
     suites_of: dict[str, set[str]] = {}
@@ -302,13 +304,16 @@ def _same(a: float, b: float) -> bool:
 
 def _paired_difference(a: Store, ca: CellRow, b: Store, cb: CellRow, resamples: int, seed: int,
                        level: float) -> Interval:
-    """Bootstrap of (A - B) in the primary metric, both cells resampled with the same sample indices."""
+    """Bootstrap of (A - B) in the primary metric, both cells resampled with the same sample indices (whole groups
+    where store A's dataset has them)."""
     task = build_task(ca.task)
-    values = [task.resampler(c.outcome(s), s.labels(c.suite, c.dataset), s.clean_for(c), names=[c.metric])
-              for s, c in ((a, ca), (b, cb))]
     n = len(a.labels(ca.suite, ca.dataset))
-    idx = np.concatenate([np.arange(n)[None], resample_indices(n, resamples, seed)])  # row 0: all samples
-    delta = np.array([values[0](i)[ca.metric] - values[1](i)[ca.metric] for i in idx], dtype=np.float64)
+    draws = resample_indices(n, resamples, seed, a.groups(ca.suite, ca.dataset))
+    idx = np.empty(len(draws) + 1, dtype=object) if draws.dtype == object else np.empty((len(draws) + 1, n), int)
+    idx[0], idx[1:] = np.arange(n), draws  # row 0: all samples
+    got = [task.bootstrap(c.outcome(s), s.labels(c.suite, c.dataset), s.clean_for(c), c.metric, idx)
+           for s, c in ((a, ca), (b, cb))]
+    delta = got[0] - got[1]
     return percentile_interval(delta[0], delta[1:], level)
 
 

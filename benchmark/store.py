@@ -67,11 +67,16 @@ class Store:
         if readonly and not self.path.is_file():
             raise RobustgridError(f"no results store at {self.path}")
         version, tables = _probe(self.path)
+        if version == SCHEMA_VERSION - 1 == 4 and tables and not readonly:
+            _upgrade_from_4(self.path)
+            version = SCHEMA_VERSION
         if version != SCHEMA_VERSION and not (version == tables == 0 and not readonly):
             if tables == 0:
                 raise RobustgridError(f"{self.path} is not a robustgrid store (it has no tables)")
+            fix = ("run the grid on it once (robustgrid run), which upgrades it in place" if version == 4
+                   else "re-run the grid into a new --out folder")
             raise RobustgridError(f"store {self.path} has schema version {version}, this robustgrid reads version "
-                                  f"{SCHEMA_VERSION}; re-run the grid into a new --out folder")
+                                  f"{SCHEMA_VERSION}; {fix}")
         if readonly:
             self.db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
             return
@@ -129,9 +134,18 @@ class Store:
         """Forget a unit's shards once its cells are written (inside that transaction)."""
         con.execute("DELETE FROM shards WHERE unit = ?", (unit,))
 
-    def put_dataset(self, suite: str, fingerprint: str, labels: np.ndarray) -> None:
+    def put_dataset(self, suite: str, fingerprint: str, labels: np.ndarray, groups: np.ndarray | None = None) -> None:
+        if groups is not None and len(groups) != len(labels):
+            raise RobustgridError(f"{len(groups)} group ids for {len(labels)} samples of suite {suite!r}")
+        row = DatasetRow(suite, fingerprint, pack(labels), b"" if groups is None else pack(np.asarray(groups)))
         with self.db:
-            self.db.execute(DATASETS.insert_sql(), DATASETS.values(DatasetRow(suite, fingerprint, pack(labels))))
+            self.db.execute(DATASETS.insert_sql(), DATASETS.values(row))
+
+    def groups(self, suite: str, fingerprint: str) -> np.ndarray | None:
+        """The samples' group ids (bootstrap draws whole groups), or None where the dataset has none."""
+        row = self.db.execute("SELECT groups FROM datasets WHERE suite=? AND fingerprint=?",
+                              (suite, fingerprint)).fetchone()
+        return unpack(row[0]) if row and row[0] else None
 
     def put_clean(self, suite: str, target: str, defense: str, fingerprint: str, outcome: np.ndarray) -> None:
         with self.db:
@@ -182,6 +196,16 @@ class Store:
 
     def units(self) -> list[UnitRow]:
         return [UNITS.load(r) for r in self.db.execute(UNITS.select_sql())]
+
+
+def _upgrade_from_4(path: Path) -> None:
+    """Version 4 to 5: the datasets table gains its (empty) groups column; nothing else changed."""
+    con = sqlite3.connect(str(path))
+    try:
+        con.executescript(f"BEGIN;\nALTER TABLE datasets ADD COLUMN groups BLOB;\n"
+                          f"PRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;")
+    finally:
+        con.close()
 
 
 def _probe(path: Path) -> tuple[int, int]:

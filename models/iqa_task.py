@@ -173,7 +173,7 @@ class IQA(Task):
     def bootstrap(self, outcome: np.ndarray, y: np.ndarray, clean: np.ndarray | None, metric: str,
                   idx: np.ndarray) -> np.ndarray:
         """Score stability of every resample at once (one minus the mean of the per-image relative shifts)."""
-        if metric != "score_stability" or clean is None or not idx.shape[1]:
+        if metric != "score_stability" or clean is None or idx.dtype == object or not idx.shape[1]:
             return super().bootstrap(outcome, y, clean, metric, idx)
         p, q = _pair(clean, outcome)
         lo, hi = QUALITY_RANGE

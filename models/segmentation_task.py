@@ -116,7 +116,7 @@ class Segmentation(Task):
     def bootstrap(self, outcome: np.ndarray, y: np.ndarray, clean: np.ndarray | None, metric: str,
                   idx: np.ndarray) -> np.ndarray:
         """mIoU of every resample at once: each one's confusion matrix is its draw counts times the scenes'."""
-        if metric != "miou":
+        if metric != "miou" or idx.dtype == object:
             return super().bootstrap(outcome, y, clean, metric, idx)
         y = np.asarray(y)
         c = max(self.num_classes or 0, _num_classes(outcome, y))

@@ -152,6 +152,8 @@ class Classification(Task):
                   idx: np.ndarray) -> np.ndarray:
         """Accuracy (and, with the clean outcomes, attack success rate) of every resample at once."""
         outcome, y = np.asarray(outcome), np.asarray(y)
+        if idx.dtype == object:  # whole groups: draws of different sizes
+            return super().bootstrap(outcome, y, clean, metric, idx)
         if metric == "accuracy" and idx.shape[1]:
             return (outcome == y)[idx].mean(1)
         if metric == "attack_success_rate" and clean is not None:

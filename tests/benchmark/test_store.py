@@ -129,9 +129,36 @@ def test_a_store_from_before_query_counts_is_refused_in_one_line(tmp_path, reado
     before = fingerprint(path)
     with pytest.raises(RobustgridError) as info:
         Store(path, readonly=readonly)
-    assert str(info.value) == (f"store {path} has schema version 3, this robustgrid reads version 4; re-run the "
-                               "grid into a new --out folder")
+    assert str(info.value) == (f"store {path} has schema version 3, this robustgrid reads version {SCHEMA_VERSION}; "
+                               "re-run the grid into a new --out folder")
     assert fingerprint(path) == before
+
+
+def _version_4(path) -> None:
+    """A store as version 4 wrote it: the datasets table without its groups column."""
+    Store(path).close()
+    db = sqlite3.connect(path)
+    db.executescript("ALTER TABLE datasets DROP COLUMN groups; PRAGMA user_version = 4;")
+    db.execute("INSERT INTO datasets (suite, fingerprint, labels) VALUES ('s', 'f', ?)", (pack(np.arange(3)),))
+    db.commit()
+    db.close()
+
+
+def test_a_version_4_store_is_upgraded_when_opened_for_writing_and_refused_read_only(tmp_path):
+    path = tmp_path / "cells.sqlite"
+    _version_4(path)
+    before = fingerprint(path)
+    with pytest.raises(RobustgridError) as info:
+        Store(path, readonly=True)
+    assert str(info.value) == (f"store {path} has schema version 4, this robustgrid reads version {SCHEMA_VERSION}; "
+                               "run the grid on it once (robustgrid run), which upgrades it in place")
+    assert fingerprint(path) == before
+    store = Store(path)
+    assert store.labels("s", "f").tolist() == [0, 1, 2] and store.groups("s", "f") is None
+    store.put_dataset("s", "f", np.arange(3), np.array([7, 7, 9]))
+    assert store.groups("s", "f").tolist() == [7, 7, 9]
+    store.close()
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 def test_a_newer_schema_and_a_foreign_file_are_refused(tmp_path):
