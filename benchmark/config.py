@@ -316,18 +316,8 @@ def _attack(a: Any, where: str, suite_threats: tuple[str, ...], suite_defenses: 
     where = f"{where} ({a['name']})"
     steps = check_int(where, "steps", a.get("steps", 10), 1)
     label = check_type(where, "label", a.get("label") or a["name"], str)
-    threats = a.get("threats", [])
-    if not isinstance(threats, list) or not threats and "threats" in a:
-        _fail(where, f"threats must be a non-empty list of the suite's threats, got {threats!r}")
-    for th in threats:
-        if th not in suite_threats:
-            _fail(where, f"threat {th!r} is not one of the suite's threats ({', '.join(suite_threats)})")
-    defenses = a.get("defenses", [])
-    if not isinstance(defenses, list) or not defenses and "defenses" in a:
-        _fail(where, f"defenses must be a non-empty list of the suite's defenses, got {defenses!r}")
-    for d in defenses:
-        if d not in suite_defenses:
-            _fail(where, f"defense {d!r} is not one of the suite's defenses ({', '.join(suite_defenses)})")
+    threats = _subset(a, "threats", "threat", suite_threats, where)
+    defenses = _subset(a, "defenses", "defense", suite_defenses, where)
     checkpoints = a.get("checkpoints")
     if checkpoints is not None:
         if not isinstance(checkpoints, list):
@@ -340,6 +330,17 @@ def _attack(a: Any, where: str, suite_threats: tuple[str, ...], suite_defenses: 
     _check_spec("attack", a["name"], params, where)
     return AttackSpec(a["name"], steps, tuple(sorted((k, _freeze(v)) for k, v in params.items())), label,
                       tuple(threats), checkpoints, tuple(defenses))
+
+
+def _subset(a: dict[str, Any], key: str, what: str, valid: tuple[str, ...], where: str) -> list[str]:
+    """An attack's own non-empty list of the suite's ``key`` (its threats, its defenses); empty when not given."""
+    names = a.get(key, [])
+    if not isinstance(names, list) or not names and key in a:
+        _fail(where, f"{key} must be a non-empty list of the suite's {key}, got {names!r}")
+    for name in names:
+        if name not in valid:
+            _fail(where, f"{what} {name!r} is not one of the suite's {key} ({', '.join(valid)})")
+    return names
 
 
 def _ray(v: Any, where: str) -> RaySettings:

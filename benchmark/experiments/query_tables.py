@@ -1,8 +1,8 @@
 """The query attacks against the strongest gradient attack per target, defense and budget (docs/blackbox.md).
 
-Reads a results folder's store and prints one markdown table per suite: the lowest primary metric over the gradient
-attacks' final cells (white-box, BPDA, adaptive: every threat but transfer and blind), then each query attack's
-value there and the queries per image it spent.
+Reads a results folder's store and prints one markdown table per suite with query attacks: the lowest primary
+metric over the gradient attacks' final cells (white-box, BPDA, adaptive: every threat but transfer and blind),
+then each query attack's value there and the queries per image it spent.
 Run: ``python -m robustgrid.benchmark.experiments.query_tables results/default``.
 """
 
@@ -37,6 +37,8 @@ def tables(cells: list[CellRow]) -> str:
         if c.eps > 0 and c.metric == build_task(c.task).metric and c.value is not None:
             by_suite[c.suite].append(c)
     for suite, group in sorted(by_suite.items()):
+        if all(c.access == "gradient" for c in group):
+            continue  # a suite without query attacks has nothing to compare
         rows = defaultdict(lambda: defaultdict(list))
         for c in group:
             if c.access == "gradient" and c.threat in ("transfer", "blind"):
