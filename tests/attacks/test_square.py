@@ -39,9 +39,11 @@ def versus_torchattacks(model, x, y, norm: str, eps: float, queries: int, seeds:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("norm", "eps"), [("linf", 0.05), ("l2", 1.0)])
-def test_robust_accuracy_is_within_a_point_of_torchattacks_on_500_images(norm, eps, zoo_resnet):
+def test_robust_accuracy_is_within_a_point_of_torchattacks_on_500_images(norm, eps, zoo_resnet, capsys):
     ds = build_dataset("fashion-mnist", split="test", size=500, seed=0)
     ours, ref = versus_torchattacks(zoo_resnet.module, ds.images, ds.labels, norm, eps, 300)
+    with capsys.disabled():
+        print(f"\nsquare {norm} {eps:g}, 500 images, 300 queries: ours {ours:.3f}, torchattacks {ref:.3f}")
     assert abs(ours - ref) <= 0.01, (ours, ref)
 
 

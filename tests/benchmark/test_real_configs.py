@@ -160,3 +160,16 @@ def test_real_config_prepares_on_generated_data_with_random_weights(name: str, t
         p = prepare(suite, cfg.seed, "", "cpu", cfg.precision)
         assert set(p.targets) == {t.name for t in suite.targets} and p.units
         assert all(t.accepts(p.data.sample_shape) for t in p.targets.values())
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.toml")), ids=lambda p: p.name)
+def test_every_committed_config_is_valid(path: Path) -> None:
+    """Every config the docs tell users to run parses and validates (attack parameters against their
+    constructors, per-attack threats and defenses against the suite's), and plans at least one unit."""
+    from robustgrid.benchmark.planner import plan_suite
+
+    cfg = parse_config(tomllib.loads(path.read_text()), str(path))
+    assert cfg.suites
+    for suite in cfg.suites:
+        ids = {"dataset": "d", **{t.name: t.name for t in suite.targets}}
+        assert plan_suite(suite, cfg.seed, ids), suite.name
