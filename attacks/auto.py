@@ -16,10 +16,10 @@ from torch import Tensor, nn
 
 from robustgrid.attacks.apgd import APGD
 from robustgrid.attacks.apgd_t import APGDT
-from robustgrid.attacks.base import Attack, AttackResult, Models, OnCheckpoint, as_models
+from robustgrid.attacks.base import Attack, AttackResult, Models, OnCheckpoint
 from robustgrid.attacks.loop import GradientAttack
 from robustgrid.attacks.registry import ATTACKS, register_attack
-from robustgrid.core import RobustgridError, check_float, check_int, declared_params
+from robustgrid.core import RobustgridError, check_int, declared_params
 from robustgrid.models.iqa_task import quality
 from robustgrid.models.tasks import Task
 
@@ -73,12 +73,8 @@ class Auto(Attack):
             checkpoints: Sequence[int] = (), on_checkpoint: OnCheckpoint | None = None, early_stop: bool = False,
             eot_samples: int = 1) -> AttackResult:
         """Run the stages; success-type tasks pass on only the samples still robust, others keep the worst case."""
-        models = as_models(models)
-        self.check_run(len(models), checkpoints, eot_samples)
-        self.task.check_batch(x, y)
-        eps = self.eps if eps is None else check_float(self.name, "eps", eps, 0.0)
+        models, eps, result = self.begin(models, x, y, eps, checkpoints, eot_samples)
         x0 = x.detach()
-        result = AttackResult(x_adv=x0.clone())
         stages = self.stages() if eps > 0 else []  # eps 0: nothing to attack and nothing paid, as in the loop
         robust = torch.ones(len(x0), dtype=torch.bool, device=x0.device)
         clean = self.outputs(models, x0, result) if stages else []

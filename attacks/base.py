@@ -95,3 +95,21 @@ class Attack(ABC):
         if bad:
             unit = "steps" if self.access == "gradient" else "query budget"
             raise RobustgridError(f"checkpoints must lie in 1..{self.steps} ({unit}), got {bad}")
+
+    def check_single(self, sources: int, eot_samples: int, verb: str, why_no_eot: str,
+                     fix: str = "set eot_samples = 1") -> None:
+        """One-line errors for an attack of one model without EOT draws (query attacks, wrapped libraries)."""
+        if sources != 1:
+            raise RobustgridError(f"{self.name} {verb} a single model, got {sources} sources")
+        if eot_samples != 1:
+            raise RobustgridError(f"{self.name} {why_no_eot} (eot_samples={eot_samples}); {fix}")
+
+    def begin(self, models: Models, x: Tensor, y: Tensor, eps: float | None, checkpoints: Sequence[int],
+              eot_samples: int) -> tuple[list[nn.Module], float, AttackResult]:
+        """A float-eps run's common start: the models as a list, run options and batch checked, the budget
+        (the constructor's by default), and a result holding the clean images."""
+        models = as_models(models)
+        self.check_run(len(models), checkpoints, eot_samples)
+        self.task.check_batch(x, y)
+        eps = self.eps if eps is None else check_float(self.name, "eps", eps, 0.0)
+        return models, eps, AttackResult(x_adv=x.detach().clone())

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from robustgrid.attacks.base import Attack, AttackResult, Models, OnCheckpoint, as_models
-from robustgrid.core import RobustgridError, check_float, check_int
+from robustgrid.attacks.base import Attack, AttackResult, Models, OnCheckpoint
+from robustgrid.core import check_int
 from robustgrid.models.tasks import Task
 
 
@@ -81,11 +81,7 @@ class QueryAttack(Attack):
     def check_run(self, sources: int = 1, checkpoints: Sequence[int] = (), eot_samples: int = 1) -> None:
         """One source model, no EOT draws, checkpoints within the query budget."""
         super().check_run(sources, checkpoints, eot_samples)
-        if sources != 1:
-            raise RobustgridError(f"{self.name} queries a single model, got {sources} sources")
-        if eot_samples != 1:
-            raise RobustgridError(f"{self.name} is a query attack and takes no EOT draws "
-                                  f"(eot_samples={eot_samples}); set eot_samples = 1")
+        self.check_single(sources, eot_samples, "queries", "is a query attack and takes no EOT draws")
 
     @abstractmethod
     def search(self, oracle: Oracle, x0: Tensor, y: Tensor, eps: float, gen: torch.Generator,
@@ -119,12 +115,8 @@ class QueryAttack(Attack):
             checkpoints: Sequence[int] = (), on_checkpoint: OnCheckpoint | None = None, early_stop: bool = False,
             eot_samples: int = 1) -> AttackResult:
         """Search under no_grad; ``checkpoints[k]`` holds each image's best iterate after it spent k queries."""
-        models = as_models(models)
-        self.check_run(len(models), checkpoints, eot_samples)
-        self.task.check_batch(x, y)
-        eps = self.eps if eps is None else check_float(self.name, "eps", eps, 0.0)
+        models, eps, result = self.begin(models, x, y, eps, checkpoints, eot_samples)
         x0 = x.detach()
-        result = AttackResult(x_adv=x0.clone())
         oracle = Oracle(models[0], x0, self.steps, checkpoints, result)
         if eps > 0 or self.minimum_norm:
             y = self.task.attack_labels([_WholeBatch(oracle)], x0, y)  # IQA's direction costs one query

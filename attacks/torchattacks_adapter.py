@@ -10,8 +10,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from robustgrid.attacks.base import Attack, AttackResult, Models, OnCheckpoint, as_models
-from robustgrid.core import RobustgridError, check_float
+from robustgrid.attacks.base import Attack, AttackResult, Models, OnCheckpoint
+from robustgrid.core import RobustgridError
 from robustgrid.models.tasks import Task
 
 NORM_NAMES = {"linf": "Linf", "l2": "L2"}  # our budget norms as torchattacks spells its ``norm`` parameter
@@ -83,11 +83,8 @@ class TorchattacksAttack(Attack):
     def check_run(self, sources: int = 1, checkpoints: Sequence[int] = (), eot_samples: int = 1) -> None:
         """One source, no EOT, and checkpoints other than ``steps`` only if the attack takes a step count."""
         super().check_run(sources, checkpoints, eot_samples)
-        if sources != 1:
-            raise RobustgridError(f"{self.name} attacks a single model, got {sources} sources")
-        if eot_samples != 1:
-            raise RobustgridError(f"{self.name} cannot average gradients over a randomised model's draws "
-                                  f"(eot_samples={eot_samples}); set eot_samples = 1 or use a registered attack")
+        self.check_single(sources, eot_samples, "attacks", "cannot average gradients over a randomised model's draws",
+                          "set eot_samples = 1 or use a registered attack")
         early = sorted({k for k in checkpoints if k != self.steps})
         if early and "steps" not in self.accepts:
             raise RobustgridError(f"{self.name} has no steps parameter, so it has no iterates at checkpoints "
@@ -110,11 +107,7 @@ class TorchattacksAttack(Attack):
             eot_samples: int = 1) -> AttackResult:
         """torchattacks has no iteration callback, so each checkpoint is a separate (counted) run of that many
         steps from the same seed; ``early_stop`` is not applied (see the class docstring)."""
-        models = as_models(models)
-        self.check_run(len(models), checkpoints, eot_samples)
-        self.task.check_batch(x, y)
-        eps = self.eps if eps is None else check_float(self.name, "eps", eps, 0.0)
-        result = AttackResult(x_adv=x.detach().clone())
+        models, eps, result = self.begin(models, x, y, eps, checkpoints, eot_samples)
         if eps == 0 and "eps" in self.accepts:
             result.checkpoints = {k: x.detach().clone() for k in checkpoints}
             result.grad_evals_at = {k: 0 for k in checkpoints}
