@@ -100,9 +100,16 @@ def score_stability(clean: np.ndarray, adv: np.ndarray, score_range: tuple[float
     The IQA primary metric: R's ratio (achieved over largest possible shift) without the log and its floor, so it
     is bounded, exactly 1 on clean images and falls monotonically with every score shift (docs/iqa.md).
     """
+    shifts = relative_shifts(clean, adv, score_range)
+    return float(1 - np.mean(shifts)) if shifts.size else math.nan
+
+
+def relative_shifts(clean: np.ndarray, adv: np.ndarray,
+                    score_range: tuple[float, float] = QUALITY_RANGE) -> np.ndarray:
+    """Per image |p' - p| / max(p - lo, hi - p): the shift achieved over the largest possible one."""
     p, q = _pair(clean, adv)
     lo, hi = score_range
-    return float(1 - np.mean(np.abs(q - p) / np.maximum(np.maximum(p - lo, hi - p), 1e-12))) if p.size else math.nan
+    return np.abs(q - p) / np.maximum(np.maximum(p - lo, hi - p), 1e-12)
 
 
 def _shift(p: np.ndarray, q: np.ndarray, power: int) -> float:
@@ -175,10 +182,7 @@ class IQA(Task):
         """Score stability of every resample at once (one minus the mean of the per-image relative shifts)."""
         if metric != "score_stability" or clean is None or idx.dtype == object or not idx.shape[1]:
             return super().bootstrap(outcome, y, clean, metric, idx)
-        p, q = _pair(clean, outcome)
-        lo, hi = QUALITY_RANGE
-        shift = np.abs(q - p) / np.maximum(np.maximum(p - lo, hi - p), 1e-12)
-        return 1 - shift[idx].mean(1)
+        return 1 - relative_shifts(clean, outcome)[idx].mean(1)
 
     def pair_metrics(self, x: Tensor, x_adv: Tensor) -> dict[str, np.ndarray]:
         """Norms of the perturbation plus SSIM of the 8-bit attacked image against the clean one."""

@@ -28,11 +28,19 @@ def confusion_matrix(pred: np.ndarray, labels: np.ndarray, num_classes: int, ign
         num_classes, num_classes)
 
 
+def class_iou(cms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per class IoU of confusion matrices (..., C, C), and whether the class is present in the labels or the
+    predictions (its IoU is 0 where it is not)."""
+    tp = np.diagonal(cms, axis1=-2, axis2=-1).astype(np.float64)
+    union = cms.sum(-2) + cms.sum(-1) - tp
+    present = union > 0
+    return np.where(present, tp / np.where(present, union, 1), 0.0), present
+
+
 def miou(cm: np.ndarray) -> float:
     """Mean IoU over the classes present in the labels or the predictions (absent in both: excluded)."""
-    tp = np.diag(cm).astype(np.float64)
-    union = cm.sum(0) + cm.sum(1) - tp
-    return float(np.mean(tp[union > 0] / union[union > 0])) if (union > 0).any() else float("nan")
+    iou, present = class_iou(cm)
+    return float(np.mean(iou[present])) if present.any() else float("nan")
 
 
 def pixel_accuracy(cm: np.ndarray) -> float:
@@ -123,13 +131,9 @@ class Segmentation(Task):
         scenes = np.stack([confusion_matrix(o, t, c, self.ignore_index) for o, t in zip(outcome, y, strict=True)])
         counts = np.zeros((len(idx), len(y)), dtype=np.int64)
         np.add.at(counts, (np.arange(len(idx))[:, None], idx), 1)
-        cms = (counts @ scenes.reshape(len(y), -1)).reshape(len(idx), c, c).astype(np.float64)
-        tp = np.diagonal(cms, axis1=1, axis2=2)
-        union = cms.sum(1) + cms.sum(2) - tp
-        present = union > 0
-        ratio = np.where(present, tp / np.where(present, union, 1), 0.0)
+        iou, present = class_iou((counts @ scenes.reshape(len(y), -1)).reshape(len(idx), c, c))
         n = present.sum(1)
-        return np.where(n > 0, ratio.sum(1) / np.maximum(n, 1), np.nan)
+        return np.where(n > 0, iou.sum(1) / np.maximum(n, 1), np.nan)
 
     def check_batch(self, x: Tensor, y: Tensor | None = None) -> None:
         check_images(x)
