@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import numpy as np
 from torch import Tensor, nn
 
 from robustgrid.core import RobustgridError, check_choice, check_float, check_int
@@ -36,6 +37,10 @@ class AttackResult:
     queries_at: dict[int, int] = field(default_factory=dict)  # cumulative queries at each query checkpoint
     min_norms: Tensor | None = None  # minimum-norm attacks: per-sample smallest adversarial norm found (inf: none)
     grad_evals_rows_at: dict[int, Tensor] = field(default_factory=dict)  # the loop's per-sample cost at each
+    # recorded by the loop's own passes (``record_outcomes``): per checkpoint, each sample's outcome on the source
+    # and whether it fools it
+    outcomes_at: dict[int, np.ndarray] = field(default_factory=dict)
+    fooled_at: dict[int, Tensor] = field(default_factory=dict)
 
 
 def check_budget(what: str, norm: str, eps: float, steps: int) -> tuple[str, float, int]:

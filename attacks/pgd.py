@@ -30,11 +30,13 @@ class PGD(GradientAttack):
 
     def run(self, models: Models, x: Tensor, y: Tensor, *, seed: int, eps: float | None = None,
             checkpoints: Sequence[int] = (), on_checkpoint: OnCheckpoint | None = None, early_stop: bool = False,
-            eot_samples: int = 1) -> AttackResult:
-        """The loop's run, or with restarts > 1 each sample's best of that many (attacks.restarts)."""
+            eot_samples: int = 1, record_outcomes: bool = False) -> AttackResult:
+        """The loop's run, or with restarts > 1 each sample's best of that many (attacks.restarts; no recorded
+        outcomes: ``records_outcomes`` is false there)."""
         if self.restarts == 1:
             return super().run(models, x, y, seed=seed, eps=eps, checkpoints=checkpoints,
-                               on_checkpoint=on_checkpoint, early_stop=early_stop, eot_samples=eot_samples)
+                               on_checkpoint=on_checkpoint, early_stop=early_stop, eot_samples=eot_samples,
+                               record_outcomes=record_outcomes)
         models = as_models(models)
         self.check_run(len(models), checkpoints, eot_samples)
         single = copy.copy(self)  # each restart is this attack with restarts = 1

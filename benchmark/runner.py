@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from robustgrid.attacks import ATTACKS, Attack, AttackResult, build_attack
+from robustgrid.attacks import ATTACKS, Attack, AttackResult, GradientAttack, build_attack
 from robustgrid.benchmark.budget_search import SEARCHES, Generated
 from robustgrid.benchmark.config import Config, Suite
 from robustgrid.benchmark.curves import PROBED
@@ -231,14 +231,35 @@ def spent_at(attack: Attack, res: AttackResult, k: int) -> tuple[int, int]:
 def generate(unit: Unit, attack: Attack, options: dict[str, Any], models: list[nn.Module], x: Tensor, y: Tensor,
              seed: int) -> Generated:
     """A batch's examples per (eps, checkpoint) and their cost: one run at the unit's eps, or a search unit's
-    per-sample budget search."""
+    per-sample budget search; each with its own passes' outcomes on its one source where the loop records them."""
     if unit.budgets:
         return SEARCHES[unit.search](attack, models, x, y, unit.budgets, unit.checkpoints, seed, **options)
-    res = attack.run(models, x, y, seed=seed, eps=unit.eps, checkpoints=unit.checkpoints, **options)
+    records = isinstance(attack, GradientAttack) and attack.records_outcomes(len(models), **options)
+    res = attack.run(models, x, y, seed=seed, eps=unit.eps, checkpoints=unit.checkpoints, **options,
+                     **({"record_outcomes": True} if records else {}))
     spent = {k: spent_at(attack, res, k) for k in unit.checkpoints}
+    seen = res.outcomes_at if records and len(res.outcomes_at) == len(unit.checkpoints) else None
     return Generated({(unit.eps, k): xk for k, xk in res.checkpoints.items()},
                      {(unit.eps, k): g for k, (g, _) in spent.items()}, {}, torch.empty(0),
-                     res.grad_evals, res.forwards, {(unit.eps, k): q for k, (_, q) in spent.items()}, res.queries)
+                     res.grad_evals, res.forwards, {(unit.eps, k): q for k, (_, q) in spent.items()}, res.queries,
+                     None if seen is None else {(unit.eps, k): v for k, v in seen.items()})
+
+
+def same_forward(a: nn.Module, b: nn.Module) -> bool:
+    """Whether two modules compute the same function: one object, or one model behind one purifier."""
+    return a is b or (isinstance(a, Defended) and isinstance(b, Defended) and a.model is b.model
+                      and a.purifier is b.purifier)
+
+
+def seen_outcomes(p: Prepared, res: Generated, models: list[nn.Module],
+                  module: nn.Module) -> dict[tuple[float, int], np.ndarray] | None:
+    """The attack's own outcomes for the evaluation of ``module``, where it is the attack's one source and
+    deterministic and the images are scored as attacked (no 8-bit rounding); else None (evaluate)."""
+    if res.outcomes is None or len(models) != 1 or p.task.quantize or not same_forward(models[0], module):
+        return None
+    if isinstance(module, Defended) and getattr(module.purifier, "randomized", False):
+        return None
+    return res.outcomes
 
 
 def run_shard(p: Prepared, unit: Unit, job: ShardJob) -> ShardResult:
@@ -273,7 +294,10 @@ def run_shard(p: Prepared, unit: Unit, job: ShardJob) -> ShardResult:
             for name, values in p.task.pair_metrics(x, xk).items():
                 pairs.setdefault((e, k, name), []).append(np.asarray(values))
         for (t, d), module in evals.items():
-            for (e, k), got in evaluate_points(p, module, d, res.images, x, y, unit.seed + 7919 * b + 1).items():
+            seen = seen_outcomes(p, res, models, module)
+            got_all = (evaluate_points(p, module, d, res.images, x, y, unit.seed + 7919 * b + 1) if seen is None
+                       else seen)
+            for (e, k), got in got_all.items():
                 outcomes.setdefault((e, k, t, d), []).append(got)
         eval_seconds += time.perf_counter() - t0
     return ShardResult(job, {key: np.concatenate(v) for key, v in outcomes.items()},

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -201,3 +203,58 @@ def test_a_bad_per_sample_eps_is_a_one_line_error(zoo_resnet, fmnist_batch, name
     with pytest.raises(RobustgridError) as err:
         build_attack(name, eps=0.1, steps=2).run(zoo_resnet.module, x[:4], y[:4], seed=0, eps=eps)
     assert str(err.value) == message
+
+
+@pytest.mark.parametrize("name", ["pgd", "mifgsm"])
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_recorded_outcomes_are_the_models_predictions_of_each_checkpoint(zoo_resnet, fmnist_batch, name, per_sample):
+    """Under early stop the passes see every iterate a checkpoint keeps: their predictions are a forward's of the
+    checkpoint, and only the final iterates of samples never fooled cost a forward; the run is otherwise the same."""
+    x, y = fmnist_batch
+    model = zoo_resnet.module
+    eps = torch.linspace(0.005, 0.05, len(x)) if per_sample else 0.02
+    attack = build_attack(name, eps=0.05, steps=8)
+    assert attack.records_outcomes(1, early_stop=True)
+    res = attack.run(model, x, y, seed=5, eps=eps, checkpoints=[1, 3, 8], early_stop=True, record_outcomes=True)
+    plain = attack.run(model, x, y, seed=5, eps=eps, checkpoints=[1, 3, 8], early_stop=True)
+    assert plain.outcomes_at == {} and torch.equal(plain.x_adv, res.x_adv) and plain.grad_evals == res.grad_evals
+    assert sorted(res.outcomes_at) == [1, 3, 8]
+    for k, xk in res.checkpoints.items():
+        with torch.no_grad():
+            pred = model(xk).argmax(1)
+        assert (pred.numpy() == res.outcomes_at[k]).all(), k
+        assert torch.equal(res.fooled_at[k], pred != y), k
+    never = int((~res.fooled_at[8]).sum()) + int((res.fooled_at[8] & ~res.fooled_at[3]).sum())
+    assert 0 < res.forwards <= never + len(x)
+
+
+@pytest.mark.parametrize("name, params", [("di", {}), ("apgd", {}), ("pgd", {"restarts": 2})])
+def test_only_a_plain_pass_records_outcomes(name, params, zoo_resnet, fmnist_batch):
+    """A view (DI), an observed objective or best point (APGD), restarts: the pass does not see the iterate kept."""
+    attack = build_attack(name, eps=0.02, steps=3, **params)
+    assert not attack.records_outcomes(1, early_stop=True)
+    pgd = build_attack("pgd", eps=0.02, steps=3)
+    assert not pgd.records_outcomes(2, early_stop=True) and not pgd.records_outcomes(1, early_stop=False)
+    assert not pgd.records_outcomes(1, early_stop=True, eot_samples=2)
+
+
+@pytest.mark.parametrize("name", ["pgd", "mifgsm", "di"])
+def test_runs_ticked_together_step_as_they_would_alone(zoo_resnet, fmnist_batch, name):
+    """Runs opened at other budgets, seeds and sizes and stepped together (their passes shared where the attack
+    ``shares_passes``) give each run's own iterates, checkpoints and costs. In float64: in float32 a shared pass's
+    other batch size can move a gradient component near 0 across the sign (seen once in 64 samples)."""
+    x, y = fmnist_batch
+    x, model = x.double(), copy.deepcopy(zoo_resnet.module).double()
+    attack = build_attack(name, eps=0.05, steps=6)
+    assert attack.shares_passes() == (name != "di")
+    ramp = torch.linspace(0.0, 0.08, len(x) - 40, dtype=torch.float64)
+    specs = [(x[:40], y[:40], 3, 0.03), (x[40:], y[40:], 4, ramp)]
+    runs = [attack.open(model, xs, ys, seed=s, eps=e, checkpoints=[2, 6], early_stop=True)
+            for xs, ys, s, e in specs]
+    while runs[0].step < attack.steps:
+        attack.tick([model], runs)
+    for run, (xs, ys, s, e) in zip(runs, specs, strict=True):
+        alone = attack.run(model, xs, ys, seed=s, eps=e, checkpoints=[2, 6], early_stop=True)
+        assert torch.equal(run.result.x_adv, alone.x_adv)
+        assert all(torch.equal(run.result.checkpoints[k], alone.checkpoints[k]) for k in (2, 6))
+        assert run.result.grad_evals == alone.grad_evals and run.result.grad_evals_at == alone.grad_evals_at

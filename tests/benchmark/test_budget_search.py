@@ -144,6 +144,51 @@ def test_one_batch_per_round_gives_the_search_of_one_batch_per_budget(early_stop
     assert sum(batched.cost[e, max(checkpoints)] for e in budgets) == batched.grad_evals
 
 
+def _zoo_case(n: int = 48):
+    from robustgrid.models.data import build_dataset
+    from robustgrid.models.zoo import zoo_target
+
+    ds = build_dataset("fashion-mnist", split="test", size=n, seed=0)
+    return ds.images, ds.labels, zoo_target("fmnist-resnet", allow_train=False).module
+
+
+def test_chained_levels_run_what_the_rounds_run():
+    """Deterministic I-FGSM in float64 (a shared pass's other batch size can flip a float32 gradient sign): the
+    descending search whose levels start per sample as soon as they may (``_chain``) finds the same minimal
+    budgets, probes the same samples, keeps the same images and pays the same gradient evaluations as the one
+    that waits for whole rounds."""
+
+    class Rounds(type(build_attack("ifgsm"))):
+        def shares_passes(self, eot_samples: int = 1) -> bool:
+            return False  # the round-by-round search
+
+    x, y, model = _zoo_case()
+    x, model = x.double(), copy.deepcopy(model).double()
+    budgets, checkpoints = [0.005, 0.01, 0.02, 0.04, 0.08], [1, 2, 5, 10]
+    params = {"eps": max(budgets), "steps": 10, "step_size": 0.01}
+    chained = descending_search(build_attack("ifgsm", **params), [model], x, y, budgets, checkpoints, seed=0)
+    rounds = descending_search(Rounds(**params), [model], x, y, budgets, checkpoints, seed=0)
+    assert chained.minimal.tolist() == rounds.minimal.tolist() and chained.probed == rounds.probed
+    assert chained.grad_evals == rounds.grad_evals and chained.cost == rounds.cost
+    for point, image in rounds.images.items():
+        assert torch.equal(chained.images[point], image), point
+
+
+@pytest.mark.parametrize("how", sorted(SEARCHES))
+def test_a_search_keeps_its_sources_outcomes_of_every_image(how):
+    """The outcomes the runs' own passes saw are the source's predictions of each point's images; an ensemble
+    search has none (which source's?)."""
+    x, y, model = _zoo_case()
+    attack = build_attack("pgd", eps=0.08, steps=10, step_size=0.01)
+    budgets, checkpoints = [0.005, 0.01, 0.02, 0.04, 0.08], [1, 2, 5, 10]
+    res = SEARCHES[how](attack, [model], x, y, budgets, checkpoints, seed=0)
+    assert res.outcomes is not None and sorted(res.outcomes) == sorted(res.images)
+    for point, image in res.images.items():
+        with torch.inference_mode():
+            assert (model(image).argmax(1).numpy() == res.outcomes[point]).all(), point
+    assert SEARCHES[how](attack, [model, model], x, y, budgets, checkpoints, seed=0).outcomes is None
+
+
 SEARCH_TOML = {
     "seed": 0,
     "suite": [{

@@ -64,3 +64,30 @@ def test_the_search_curve_evaluated_once_per_distinct_image_is_the_per_point_eva
     for point, img in images.items():
         np.testing.assert_array_equal(got[point], predict(img, y), err_msg=f"at (eps, steps) {point}")
     assert spent < 0.8 * len(images) * len(x)
+
+
+def test_whitebox_cells_from_the_attacks_own_outcomes_are_the_evaluated_ones(tmp_path, monkeypatch, small_config):
+    """Early-stopped PGD and FGSM on the bare zoo classifiers: the runner takes the whitebox cells' predictions from
+    the attack's passes (no evaluation of those), the transfer cells from an evaluation; forcing every cell through
+    the evaluation stores the same predictions."""
+    from robustgrid.benchmark import parse_config, run_grid, runner
+    from robustgrid.benchmark.store import Store
+
+    small_config["suite"][0]["early_stop"] = True
+    evaluated: list[str] = []
+    real = runner.evaluate_points
+    monkeypatch.setattr(runner, "evaluate_points",
+                        lambda p, module, d, *a: (evaluated.append(type(module).__name__), real(p, module, d, *a))[1])
+    run_grid(parse_config(small_config), tmp_path / "seen", progress=False, report=False)
+    reused = len(evaluated)
+    monkeypatch.setattr(runner, "seen_outcomes", lambda *a: None)
+    run_grid(parse_config(small_config), tmp_path / "evaluated", progress=False, report=False)
+    assert 0 < reused < len(evaluated) - reused  # whitebox units skipped the evaluation
+    stores = [Store(tmp_path / name / "cells.sqlite") for name in ("seen", "evaluated")]
+    cells = [{(c.attack, c.threat, c.sources, c.target, c.defense, c.eps, c.steps, c.metric): c for c in s.cells()}
+             for s in stores]
+    assert cells[0].keys() == cells[1].keys() and any(k[1] == "whitebox" for k in cells[0])
+    for key, cell in cells[0].items():
+        assert cell.metrics == cells[1][key].metrics, key
+    for s in stores:
+        s.close()
