@@ -29,6 +29,7 @@ from robustgrid.benchmark.leaderboard import (
     threat_order,
     worst_case,
 )
+from robustgrid.benchmark.perf import read_perf
 from robustgrid.benchmark.plots import budget_plot, iteration_plot, transfer_heatmap
 from robustgrid.benchmark.records import CELLS, CellRow, ProvenanceRow
 from robustgrid.benchmark.stats import Interval
@@ -190,11 +191,13 @@ def write_target_exports(exports: Mapping[str, dict], folder: Path) -> list[Path
 
 
 def write_report(out: str | Path) -> list[Path]:
-    """Write cells.csv, leaderboard.md, index.html, summary.json, PNG plots and targets/*.json into ``out``."""
+    """Write cells.csv, leaderboard.md, index.html, summary.json, PNG plots and targets/*.json into ``out``; the
+    pages show ``out/perf.json`` (``make perf``'s ratios) where there is one."""
     out = Path(out)
     db = out / "cells.sqlite"
     if not db.is_file():
         raise RobustgridError(f"no results store at {db}; run 'robustgrid run CONFIG --out {out}' first")
+    perf = read_perf(out)  # a bad perf.json fails before anything is written
     store = Store(db, readonly=True)
     try:
         cells = store.cells()
@@ -210,7 +213,7 @@ def write_report(out: str | Path) -> list[Path]:
         store.close()
     pages = _templates()
     for name, template in (("leaderboard.md", "leaderboard.md.j2"), ("index.html", "index.html.j2")):
-        (out / name).write_text(pages.get_template(template).render(board=board), encoding="utf-8")
+        (out / name).write_text(pages.get_template(template).render(board=board, perf=perf), encoding="utf-8")
     (out / "summary.json").write_text(json.dumps(board.summary(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
     targets = write_target_exports(exports, out / "targets")
     written = ["cells.csv", "leaderboard.md", "index.html", "summary.json"]

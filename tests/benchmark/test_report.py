@@ -241,3 +241,44 @@ def test_the_html_page_explains_every_flag_from_the_one_source_of_truth(reported
     for text, title in notes.cells:  # the tooltip explains exactly the flags the cell names, one line each
         raised = sorted({name for part in text.split("; ") for name in part.split(": ")[1].split(", ")})
         assert title.splitlines() == [f"{name}: {FLAGS[name]}" for name in raised]
+
+
+PERF = {"curve_search_images": 256, "curve_threads": 1, "curve_measured_utc": "2026-12-01 20:44 UTC",
+        "curve_torchattacks_grad_evals_per_image": 304.0, "curve_search_grad_evals_per_image": 39.44,
+        "curve_search_grad_evals_ratio": 7.708, "curve_search_time_ratio": 8.357,
+        "curve_search_descending_grad_evals_per_image": 30.96, "curve_search_descending_grad_evals_ratio": 9.819,
+        "curve_search_descending_time_ratio": 9.166, "pgd_step_over_floor": 1.1}
+
+
+def test_the_pages_show_make_perfs_curve_ratios_from_perf_json(grid_store, tmp_path):
+    """``perf.json`` beside the store (make perf's ratios) becomes a speed section of both pages; without it the
+    pages have none."""
+    import shutil
+
+    shutil.copy(grid_store / "cells.sqlite", tmp_path / "cells.sqlite")
+    write_report(tmp_path)
+    assert "speed" not in (tmp_path / "index.html").read_text().lower().split("<main")[0]
+    (tmp_path / "perf.json").write_text(json.dumps(PERF))
+    write_report(tmp_path)
+    html, md = (tmp_path / "index.html").read_text(), (tmp_path / "leaderboard.md").read_text()
+    assert '<a href="#speed">speed</a>' in html and 'id="speed"' in html
+    for page in (html, md):
+        assert "9.82x" in page and "9.17x" in page and "7.71x" in page and "8.36x" in page and "304.0" in page
+        assert "2026-12-01 20:44 UTC" in page
+
+
+def test_a_bad_perf_json_is_a_one_line_error_and_writes_nothing(grid_store, tmp_path):
+    import shutil
+
+    import pytest
+
+    from robustgrid.core import RobustgridError
+
+    shutil.copy(grid_store / "cells.sqlite", tmp_path / "cells.sqlite")
+    (tmp_path / "perf.json").write_text("{not json")
+    with pytest.raises(RobustgridError, match=r"perf.json: not valid JSON .*make perf"):
+        write_report(tmp_path)
+    (tmp_path / "perf.json").write_text(json.dumps({"curve_search_images": 256}))
+    with pytest.raises(RobustgridError, match=r"perf.json: missing or non-numeric 'curve_torchattacks"):
+        write_report(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cells.sqlite", "perf.json"]

@@ -116,8 +116,9 @@ def test_curve_cost_against_torchattacks(capsys):
     # Both are random-start PGD with different draws, so a point's accuracies differ by sampling noise: the
     # tolerance is two standard errors of a difference of two accuracies near 1/2 on n images, correlated or not.
     tol = 2 * math.sqrt(0.5 / n)
-    ratios: dict[str, float] = {"curve_torchattacks_grad_evals_per_image": evals["torchattacks"],
-                                "curve_search_images": n}
+    ratios: dict[str, float | str] = {"curve_torchattacks_grad_evals_per_image": evals["torchattacks"],
+                                      "curve_search_images": n, "curve_threads": torch.get_num_threads(),
+                                      "curve_measured_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     lines = []
     for how in SEARCHES:
         worse = {p: (results[how][p], results["torchattacks"][p]) for p in results[how]
