@@ -23,6 +23,7 @@ from robustgrid.attacks import (  # noqa: F401
     square,
     ti,
     torchattacks_adapter,
+    vmi,
 )
 from robustgrid.attacks.base import Attack, AttackResult
 from robustgrid.attacks.loop import GradientAttack

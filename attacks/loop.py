@@ -117,6 +117,16 @@ class GradientAttack(Attack):
             return grad.sign()
         return grad / (flat_norm(grad) + 1e-10)
 
+    def tune(self, models: list[nn.Module], xa: Tensor, y: Tensor, x0: Tensor, grad: Tensor, eps: float | Tensor,
+             gen: torch.Generator, result: AttackResult, state: dict[str, Tensor], idx: Tensor, draws: int,
+             step: int) -> tuple[Tensor, int]:
+        """The gradient the update of rows ``idx`` at ``step`` uses, from the pass's (itself here; VMI adds the
+        variance of its neighbourhood's gradients), and the extra draws per source and row it took (through
+        ``gradient``, which counts them in ``result``)."""
+        return grad, 0
+
+    tune_draws: int = 0  # at most this many extra draws ``tune`` takes per source, image and step (times EOT draws)
+
     def init_state(self, x0: Tensor) -> dict[str, Tensor]:
         """Per-run state of the hooks (momentum buffers, step sizes, best points ...), full-batch shaped."""
         return {}
@@ -167,8 +177,8 @@ class GradientAttack(Attack):
         return type(self).view is not GradientAttack.view
 
     def draws_per_step(self, eot_samples: int = 1) -> int:
-        """The attack's own ``samples`` times the run's EOT draws, per source, image and step."""
-        return self.samples * eot_samples
+        """The attack's own ``samples`` (plus ``tune_draws``) times the run's EOT draws, per source, image and step."""
+        return (self.samples + self.tune_draws) * eot_samples
 
     # ---- the loop ----------------------------------------------------------------------------
     def alpha(self, eps: float | Tensor) -> float | Tensor:
@@ -223,7 +233,7 @@ class GradientAttack(Attack):
         result = AttackResult(x_adv=x0.clone())
         spent = torch.zeros(len(x0), dtype=torch.long, device=x0.device)
         use_stop = early_stop and self.task.success_type and self.freezes_fooled
-        draws = self.draws_per_step(eot_samples)
+        draws = self.samples * eot_samples  # the pass's; ``draws_per_step`` may count more (restarts, ``tune``)
         if isinstance(eps, float) and eps == 0:
             result.checkpoints = {k: x0.clone() for k in checkpoints}
             result.grad_evals_at = {k: 0 for k in checkpoints}
@@ -309,6 +319,10 @@ class GradientAttack(Attack):
                 idx, grad, xr = idx[keep], grad[keep], xr[keep]
                 rows = idx
         if len(idx):
+            if type(self).tune is not GradientAttack.tune:
+                grad, extra = self.tune(r.models, xr, r.y[rows], r.x0[rows], grad, _rows(r.eps, rows), r.gen,
+                                        r.result, r.state, idx, r.draws, r.step)
+                r.spent[idx] += extra * len(r.models)
             r.xa[rows] = self.advance(xr, grad, r.x0[rows], _rows(r.eps, rows), _rows(r.alpha, rows), r.step,
                                       r.state, idx)
 

@@ -26,6 +26,7 @@ BASE = {"steps": 10}
 BASELINES: dict[str, tuple[str, dict]] = {
     "ensemble I-FGSM": ("ifgsm", {"rel_step_size": 0.125}),
     "MI-FGSM": ("mifgsm", {"rel_step_size": 0.125, "decay": 1.0}),
+    "VMI-FGSM (N=8)": ("vmifgsm", {"rel_step_size": 0.125, "decay": 1.0, "neighbours": 8, "beta": 1.5}),
     "SEGA (content mask)": ("sega", {}),
     "SEGA sign-then-average": ("sega", {"sign": "sign-then-average"}),
     "SEGA + agreement mask": ("sega-agreement", {}),
