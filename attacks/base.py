@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
+import torch
 from torch import Tensor, nn
 
 from robustgrid.core import RobustgridError, check_choice, check_float, check_int
@@ -47,6 +48,22 @@ def check_budget(what: str, norm: str, eps: float, steps: int) -> tuple[str, flo
     """The budget checked by the core's one validation rule: a known norm, eps >= 0 and finite, steps >= 1."""
     return (check_choice(what, "norm", norm, NORMS), check_float(what, "eps", eps, 0.0),
             check_int(what, "steps", steps, 1))
+
+
+def flat_norm(t: Tensor) -> Tensor:
+    """Per-sample L2 norm, shaped to broadcast over NCHW."""
+    return t.flatten(1).norm(p=2, dim=1).view(-1, *([1] * (t.dim() - 1)))
+
+
+def project_ball(norm: str, xa: Tensor, x0: Tensor, eps: float | Tensor) -> Tensor:
+    """``xa`` back into the ``norm`` ball of radius ``eps`` around ``x0`` and into [0, 1] (detached); ``eps`` is a
+    float or one per sample shaped (B, 1, 1, 1)."""
+    delta = xa - x0
+    if norm == "linf":
+        delta = torch.clamp(delta, -eps, eps) if isinstance(eps, float) else torch.max(torch.min(delta, eps), -eps)
+    else:  # the floor only matters at a zero perturbation (0 / 0 at eps 0)
+        delta = delta * torch.clamp(eps / flat_norm(delta).clamp_min(1e-12), max=1.0)
+    return torch.clamp(x0 + delta, 0, 1).detach()
 
 
 def as_models(models: Models) -> list[nn.Module]:

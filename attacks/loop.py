@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from robustgrid.attacks.base import Attack, AttackResult, Models, OnCheckpoint, as_models
+from robustgrid.attacks.base import Attack, AttackResult, Models, OnCheckpoint, as_models, flat_norm, project_ball
 from robustgrid.core import RobustgridError, check_bool, check_float, check_int
 from robustgrid.models.tasks import Task
 
@@ -48,11 +48,6 @@ def _padded(cap: int, *batch: Tensor) -> tuple[Tensor, ...]:
 def _unpadded(got: tuple, rows: int) -> tuple:
     """A pass's per-row results (tensors, arrays or None) without the padding rows."""
     return tuple(None if v is None else v[:rows] for v in got)
-
-
-def flat_norm(t: Tensor) -> Tensor:
-    """Per-sample L2 norm, shaped to broadcast over NCHW."""
-    return t.flatten(1).norm(p=2, dim=1).view(-1, *([1] * (t.dim() - 1)))
 
 
 @dataclass
@@ -398,13 +393,7 @@ class GradientAttack(Attack):
 
     def project(self, xa: Tensor, x0: Tensor, eps: float | Tensor) -> Tensor:
         """Back into the eps-ball around x0 and into [0, 1]; ``eps`` may be per sample, shaped (B, 1, 1, 1)."""
-        delta = xa - x0
-        if self.norm == "linf":
-            delta = torch.clamp(delta, -eps, eps) if isinstance(eps, float) else torch.max(torch.min(delta, eps), -eps)
-        else:
-            norm = flat_norm(delta) if isinstance(eps, float) else flat_norm(delta).clamp_min(1e-12)  # 0/0 at eps 0
-            delta = delta * torch.clamp(eps / norm, max=1.0)
-        return torch.clamp(x0 + delta, 0, 1).detach()
+        return project_ball(self.norm, xa, x0, eps)
 
     def gradient(self, models: list[nn.Module], xa: Tensor, y: Tensor, x0: Tensor, gen: torch.Generator,
                  result: AttackResult, use_stop: bool, step: int = 1, draws: int = 1,

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from robustgrid.attacks.base import Attack, AttackResult, Models, OnCheckpoint
+from robustgrid.attacks.base import Attack, AttackResult, Models, OnCheckpoint, project_ball
 from robustgrid.core import check_int
 from robustgrid.models.tasks import Task
 
@@ -103,13 +103,8 @@ class QueryAttack(Attack):
         return (x - x0).flatten(1).norm(p=float("inf") if self.norm == "linf" else 2, dim=1)
 
     def project(self, x: Tensor, x0: Tensor, eps: float) -> Tensor:
-        """Into the eps-ball around ``x0`` and into [0, 1]."""
-        delta = x - x0
-        if self.norm == "linf":
-            delta = delta.clamp(-eps, eps)
-        else:
-            delta = delta * (eps / self.distance(x, x0).clamp_min(1e-12)).clamp(max=1.0).view(-1, *[1] * (x.dim() - 1))
-        return (x0 + delta).clamp(0, 1)
+        """Into the eps-ball around ``x0`` and into [0, 1] (the loop's rule, ``project_ball``)."""
+        return project_ball(self.norm, x, x0, eps)
 
     def run(self, models: Models, x: Tensor, y: Tensor, *, seed: int, eps: float | None = None,
             checkpoints: Sequence[int] = (), on_checkpoint: OnCheckpoint | None = None, early_stop: bool = False,

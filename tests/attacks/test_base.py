@@ -12,9 +12,9 @@ from robustgrid.core import RobustgridError
 
 # what each attack's view really does: DI resizes and pads, SegTrans remaps blocks, BSR shuffles and turns
 # them, SEGA adds noise when it smooths; TI smooths the gradient (not the input), SegPGD reweights the loss,
-# MI-FGSM adds momentum
+# MI-FGSM adds momentum, VMI-FGSM differentiates its neighbours in ``tune`` (its pass sees the iterate)
 TRANSFORMS_INPUT = {"di", "segtrans", "bsr", "sega", "sega-nosign", "sega-nomask", "sega-agreement"}
-IDENTITY_VIEW = {"pgd", "ifgsm", "fgsm", "mifgsm", "ti", "segpgd", "sega-nosmooth", "apgd", "apgd-t", "fmn"}
+IDENTITY_VIEW = {"pgd", "ifgsm", "fgsm", "mifgsm", "vmifgsm", "ti", "segpgd", "sega-nosmooth", "apgd", "apgd-t", "fmn"}
 CASCADES = {"auto"}  # runs other attacks in turn, not a loop of its own
 QUERY = {"square", "spsa", "hsj"}  # query attacks: they never differentiate the model (tests/attacks/test_query.py)
 
