@@ -4,8 +4,9 @@ Attacks differ only in hooks: ``view`` (what the sources see each step: DI, regi
 ``combine`` (how per-source gradients merge), ``direction`` (gradient to step: sign, momentum, L2 normalisation),
 and for the step-size free and minimum-norm attacks ``observe`` (objective values after each pass: APGD's step-size
 schedule and best point, FMN's radius), ``advance`` (the update itself, with per-sample step sizes and radii),
-``current`` and ``finish`` (the answer at a checkpoint and at the end). Projection, random start, early stop,
-checkpoints and the gradient-evaluation counter live here once.
+``current`` and ``finish`` (the answer at a checkpoint and at the end), ``tune`` (the gradient the update uses:
+VMI's variance). Projection, random start, early stop, checkpoints and the gradient-evaluation counter live here
+once. A run is ``open``-ed and stepped by ``tick``, which can step several runs in shared passes (a budget search).
 """
 
 from __future__ import annotations
@@ -270,16 +271,7 @@ class GradientAttack(Attack):
         cap = max_rows or sum(sizes) or 1
         if live and (len(live) > 1 or max_rows is not None) and self.shares_passes() \
                 and all(r.draws == 1 and r.use_stop == live[0][0].use_stop for r, _, _ in live):
-            first = live[0][0]
-            xs, ys, x0s = (torch.cat([getattr(r, name)[rows] for r, _, rows in live]) for name in ("xa", "y", "x0"))
-            bounds = [*range(0, len(xs), cap), len(xs)]
-            parts = [_unpadded(self.gradient(models, *_padded(cap, xs[a:b], ys[a:b], x0s[a:b]), first.gen,
-                                             AttackResult(x_adv=xs[:0]), first.use_stop, first.step, 1,
-                                             any(r.records for r, _, _ in live)), b - a)
-                     for a, b in zip(bounds, bounds[1:], strict=False)]
-            grad, fooled, values, outs = (None if got[0] is None else
-                                          (np.concatenate(got) if isinstance(got[0], np.ndarray) else torch.cat(got))
-                                          for got in zip(*parts, strict=True))
+            grad, fooled, values, outs = self._shared_pass(models, live, cap)
             at = 0
             for (r, idx, rows), size in zip(live, sizes, strict=True):
                 part = slice(at, at + size)
@@ -295,6 +287,19 @@ class GradientAttack(Attack):
         self._see_last([r for r in runs if r.records and r.step == self.steps], max_rows)
         for r in runs:
             self._end_step(r)
+
+    def _shared_pass(self, models: list[nn.Module], live: list[tuple[LoopRun, Tensor, slice | Tensor]],
+                     cap: int) -> tuple[Tensor, Tensor | None, Tensor | None, np.ndarray | None]:
+        """``gradient`` of the live rows of several runs, concatenated, in padded chunks of at most ``cap`` rows."""
+        first = live[0][0]
+        xs, ys, x0s = (torch.cat([getattr(r, name)[rows] for r, _, rows in live]) for name in ("xa", "y", "x0"))
+        bounds = [*range(0, len(xs), cap), len(xs)]
+        parts = [_unpadded(self.gradient(models, *_padded(cap, xs[a:b], ys[a:b], x0s[a:b]), first.gen,
+                                         AttackResult(x_adv=xs[:0]), first.use_stop, first.step, 1,
+                                         any(r.records for r, _, _ in live)), b - a)
+                 for a, b in zip(bounds, bounds[1:], strict=False)]
+        return tuple(None if got[0] is None else (np.concatenate(got) if isinstance(got[0], np.ndarray)
+                                                   else torch.cat(got)) for got in zip(*parts, strict=True))
 
     def _after_pass(self, r: LoopRun, idx: Tensor, rows: slice | Tensor, grad: Tensor, fooled: Tensor | None,
                     values: Tensor | None, outs: np.ndarray | None) -> None:
