@@ -11,9 +11,9 @@ once. A run is ``open``-ed and stepped by ``tick``, which can step several runs 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -46,9 +46,16 @@ def _padded(cap: int, *batch: Tensor) -> tuple[Tensor, ...]:
     return batch if extra <= 0 else tuple(torch.cat([t, t[-1:].expand(extra, *t.shape[1:])]) for t in batch)
 
 
-def _unpadded(got: tuple, rows: int) -> tuple:
-    """A pass's per-row results (tensors, arrays or None) without the padding rows."""
-    return tuple(None if v is None else v[:rows] for v in got)
+def _chunked(fn: Callable[..., Any], cap: int, *batch: Tensor) -> list:
+    """``fn`` on the batch in chunks of at most ``cap`` rows, each padded to ``pass_size``; per chunk, its result
+    (a tensor, array or tuple of them, None allowed) without the padding rows."""
+    out = []
+    for a in range(0, len(batch[0]), cap):
+        part = [t[a:a + cap] for t in batch]
+        got = fn(*_padded(cap, *part))
+        rows = len(part[0])
+        out.append(tuple(None if v is None else v[:rows] for v in got) if isinstance(got, tuple) else got[:rows])
+    return out
 
 
 @dataclass
@@ -291,13 +298,10 @@ class GradientAttack(Attack):
     def _shared_pass(self, models: list[nn.Module], live: list[tuple[LoopRun, Tensor, slice | Tensor]],
                      cap: int) -> tuple[Tensor, Tensor | None, Tensor | None, np.ndarray | None]:
         """``gradient`` of the live rows of several runs, concatenated, in padded chunks of at most ``cap`` rows."""
-        first = live[0][0]
+        first, records = live[0][0], any(r.records for r, _, _ in live)
         xs, ys, x0s = (torch.cat([getattr(r, name)[rows] for r, _, rows in live]) for name in ("xa", "y", "x0"))
-        bounds = [*range(0, len(xs), cap), len(xs)]
-        parts = [_unpadded(self.gradient(models, *_padded(cap, xs[a:b], ys[a:b], x0s[a:b]), first.gen,
-                                         AttackResult(x_adv=xs[:0]), first.use_stop, first.step, 1,
-                                         any(r.records for r, _, _ in live)), b - a)
-                 for a, b in zip(bounds, bounds[1:], strict=False)]
+        parts = _chunked(lambda xc, yc, x0c: self.gradient(models, xc, yc, x0c, first.gen, AttackResult(x_adv=xc[:0]),
+                                                           first.use_stop, first.step, 1, records), cap, xs, ys, x0s)
         return tuple(None if got[0] is None else (np.concatenate(got) if isinstance(got[0], np.ndarray)
                                                    else torch.cat(got)) for got in zip(*parts, strict=True))
 
@@ -347,10 +351,8 @@ class GradientAttack(Attack):
         rests = [(~r.done).nonzero().flatten() for r in runs]
         xs = torch.cat([r.xa[rest] for r, rest in zip(runs, rests, strict=True)]) if runs else None
         if xs is not None and len(xs):
-            cap = max_rows or len(xs)
             with torch.no_grad():
-                outs = torch.cat([runs[0].models[0](_padded(cap, xs[a:a + cap])[0])[:len(xs[a:a + cap])]
-                                  for a in range(0, len(xs), cap)])
+                outs = torch.cat(_chunked(runs[0].models[0], max_rows or len(xs), xs))
         at = 0
         for r, rest in zip(runs, rests, strict=True):
             fooled = r.done.clone()

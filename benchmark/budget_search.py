@@ -104,18 +104,24 @@ class _Prober:
                 **({"record_outcomes": True} if self.records else {})}
 
     def seen(self, res: AttackResult, rows: Tensor) -> tuple[dict[int, Tensor], dict[int, np.ndarray] | None]:
-        """A finished run's fooling iterates per checkpoint, and outcomes where recorded; its cost counted."""
-        checks = 0 if self.records else len(rows) * len(self.models) * (1 if self.frozen else len(self.checkpoints))
-        self.closure.spend(res.grad_evals, res.forwards + checks)
-        if self.records:
+        """A finished run's fooling iterates per checkpoint, and outcomes where the run recorded them (else checked
+        by forwards); its cost counted."""
+        if res.fooled_at:
+            self.closure.spend(res.grad_evals, res.forwards)
             return res.fooled_at, res.outcomes_at
+        checks = len(rows) * len(self.models) * (1 if self.frozen else len(self.checkpoints))
+        self.closure.spend(res.grad_evals, res.forwards + checks)
         return fooled_at(self.models, self.attack.task.success, res.checkpoints, self.y[rows], self.frozen), None
+
+    def open(self, rows: Tensor, eps: Tensor, run_seed: int) -> LoopRun:
+        """A probe run of ``rows`` for ``tick`` to step (``chains``)."""
+        return self.attack.open(self.models, self.x[rows], self.y[rows], seed=run_seed, eps=eps, **self.options())
 
     def run(self, rows: Tensor, eps: float | Tensor,
             run_seed: int) -> tuple[AttackResult, dict[int, Tensor], dict[int, np.ndarray] | None]:
         """One probe run of ``rows``; stepped by ``tick`` where its passes can be padded to a few batch sizes."""
         if self.chains:
-            run = self.attack.open(self.models, self.x[rows], self.y[rows], seed=run_seed, eps=eps, **self.options())
+            run = self.open(rows, eps, run_seed)
             while run.step < self.attack.steps:
                 self.attack.tick(self.models, [run], max_rows=len(self.x))
             res = run.result
@@ -193,8 +199,7 @@ def _chain(prober: _Prober, levels: list[list[int]], minimal: Tensor) -> None:
             if len(ready):  # waiting for more would cost a pass each: a small run only rides along in one
                 groups = [(index, ready) for index in levels[level]]
                 rows = ready.repeat(len(groups))
-                run = attack.open(prober.models, prober.x[rows], prober.y[rows], seed=prober.seed + 104729 * tag,
-                                  eps=prober.eps_of(groups, budgets), **prober.options())
+                run = prober.open(rows, prober.eps_of(groups, budgets), prober.seed + 104729 * tag)
                 links.append(_Link(run, level, ready, torch.zeros(len(ready), dtype=torch.bool, device=ready.device)))
                 waiting[level], tag = empty, tag + 1
         if not links:

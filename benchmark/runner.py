@@ -238,7 +238,7 @@ def generate(unit: Unit, attack: Attack, options: dict[str, Any], models: list[n
     res = attack.run(models, x, y, seed=seed, eps=unit.eps, checkpoints=unit.checkpoints, **options,
                      **({"record_outcomes": True} if records else {}))
     spent = {k: spent_at(attack, res, k) for k in unit.checkpoints}
-    seen = res.outcomes_at if records and len(res.outcomes_at) == len(unit.checkpoints) else None
+    seen = res.outcomes_at or None  # recorded at every checkpoint, or at none
     return Generated({(unit.eps, k): xk for k, xk in res.checkpoints.items()},
                      {(unit.eps, k): g for k, (g, _) in spent.items()}, {}, torch.empty(0),
                      res.grad_evals, res.forwards, {(unit.eps, k): q for k, (_, q) in spent.items()}, res.queries,
