@@ -66,3 +66,12 @@ def fashion_mnist_images(split: str = "train") -> Tensor:
 
     images, _ = load_fashion_mnist(split)
     return torch.from_numpy(images.copy()).unsqueeze(1)  # the loader's cached array is read-only
+
+
+@register_unlabeled("skimage-iqa")
+def skimage_iqa_images(split: str = "train") -> Tensor:
+    """skimage-iqa's patches, 3 x 48 x 48 RGB, uint8, without their FSIMc labels (the same images as the dataset's,
+    in its order, so a blind-spot network's data fingerprint does not depend on which path made them)."""
+    from robustgrid.models.data.iqa_patches import unlabeled_patches
+
+    return torch.from_numpy(unlabeled_patches(split)).permute(0, 3, 1, 2).contiguous()

@@ -166,9 +166,9 @@ def fsim_label(x: Tensor, ref: Tensor, floor: float, batch: int = 256) -> np.nda
     return (100 * ((q.numpy() - floor) / (1 - floor)).clip(0, 1)).astype(np.float32)
 
 
-def generate_patches(split: str, cfg: PatchConfig = PatchConfig()) -> IQAPatches:
-    """Build a split from scratch: pristine patches, ``<split>_kinds_per_patch`` distortions (at most all the
-    source's kinds) at five levels, FSIMc labels."""
+def degraded_patches(split: str, cfg: PatchConfig = PatchConfig()) -> tuple[Tensor, Tensor, np.ndarray]:
+    """The split's patches without labels: float NCHW images, each one's pristine reference, and per patch
+    (source, patch id, distortion, level). Cheap (seconds); the FSIMc labels are most of a split's cost."""
     if split not in SOURCES:
         raise RobustgridError(f"skimage-iqa has splits {', '.join(SOURCES)}, not {split!r}")
     rng = np.random.default_rng([cfg.seed, list(SOURCES).index(split)])
@@ -195,17 +195,41 @@ def generate_patches(split: str, cfg: PatchConfig = PatchConfig()) -> IQAPatches
                 imgs.append(distort(clean[sel], DISTORTIONS[d], level, gen))
                 refs.append(clean[sel])
                 meta += [(s, int(ids[r]), d, level) for r in rows]
-    x, ref = torch.cat(imgs), torch.cat(refs)
+    return torch.cat(imgs), torch.cat(refs), np.asarray(meta, dtype=np.int64)
+
+
+def as_uint8(x: Tensor) -> np.ndarray:
+    """Float NCHW patches in [0, 1] as the stored uint8 NHWC array."""
+    return (x * 255).round().byte().permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def generate_patches(split: str, cfg: PatchConfig = PatchConfig()) -> IQAPatches:
+    """Build a split from scratch: pristine patches, ``<split>_kinds_per_patch`` distortions (at most all the
+    source's kinds) at five levels, FSIMc labels."""
+    x, ref, m = degraded_patches(split, cfg)
     labels = fsim_label(x, ref, cfg.label_floor)
-    m = np.asarray(meta, dtype=np.int64)
-    images = (x * 255).round().byte().permute(0, 2, 3, 1).contiguous().numpy()
-    return IQAPatches(images, labels, m[:, 0], m[:, 1], m[:, 2], m[:, 3], split)
+    return IQAPatches(as_uint8(x), labels, m[:, 0], m[:, 1], m[:, 2], m[:, 3], split)
+
+
+def cache_path(split: str, cfg: PatchConfig = PatchConfig(), cache: Path | None = None) -> Path:
+    """Where the labelled split is cached under $ROBUSTGRID_HOME/data (keyed by the generator)."""
+    return (cache or robustgrid_home() / "data") / f"skimage-iqa-{split}-{cfg.key(split)}.npz"
+
+
+def unlabeled_patches(split: str, cfg: PatchConfig = PatchConfig()) -> np.ndarray:
+    """The split's uint8 NHWC images without labels: read from the labelled cache when it exists, else made
+    without labelling (a self-supervised purifier needs no FSIMc; labelling the train split costs ~45 s)."""
+    path = cache_path(split, cfg)
+    if path.is_file():
+        with np.load(path) as z:
+            return z["images"]
+    return as_uint8(degraded_patches(split, cfg)[0])
 
 
 def load_patches(split: str, cfg: PatchConfig = PatchConfig(), cache: Path | None = None,
                  generate: Callable[[str, PatchConfig], IQAPatches] = generate_patches) -> IQAPatches:
     """The split from the cache under $ROBUSTGRID_HOME/data when present, else generated and cached."""
-    path = (cache or robustgrid_home() / "data") / f"skimage-iqa-{split}-{cfg.key(split)}.npz"
+    path = cache_path(split, cfg, cache)
     if path.is_file():
         with np.load(path) as z:
             return IQAPatches(**{k: z[k] for k in z.files}, split=split)

@@ -17,6 +17,7 @@ from robustgrid.models.data.iqa_patches import (
     load_patches,
     load_photo,
     pristine_patches,
+    unlabeled_patches,
 )
 
 TINY = PatchConfig(train_per_source=1, test_per_source=1, train_kinds_per_patch=1, test_kinds_per_patch=1)
@@ -84,3 +85,13 @@ def test_kinds_per_patch_is_per_split_and_capped_at_the_source_kinds() -> None:
         got = set(p.distortion[(p.patch_id == pid) & (p.distortion >= 0)].tolist())
         grey = SOURCES["test"][int(p.source[p.patch_id == pid][0])] in ("coins", "gravel")
         assert got == set(range(len(DISTORTIONS))) - ({saturation} if grey else set())
+
+
+def test_unlabeled_patches_are_the_labelled_splits_images(test_split, monkeypatch) -> None:
+    """The label-free path a blind-spot network trains on (seconds, not FSIMc's ~45 s on the train split) makes
+    the same images as the labelled split, and reads them from the labelled cache once that exists."""
+    from robustgrid.models.data import iqa_patches
+
+    np.testing.assert_array_equal(unlabeled_patches("test", TINY), generate_patches("test", TINY).images)
+    monkeypatch.setattr(iqa_patches, "degraded_patches", lambda *_: pytest.fail("the labelled cache was not used"))
+    np.testing.assert_array_equal(unlabeled_patches("test"), test_split.images)
