@@ -1,7 +1,8 @@
 """The leaderboard as data: per suite, (target, defense) rows ranked by worst-case robustness, from stored cells.
 
 A row's rank is its worst case at the largest budget over everything evaluated on it: every threat (query ones
-included) and every attack, so no single threat's column decides the order.
+included) and every attack, so no single threat's column decides the order; rows tied there (every purifier
+broken to 0 at the largest budget) are ordered by their worst case at the next smaller budget shown.
 
 :func:`build_leaderboard` reads the store only (sanity flags are recomputed every time, never stored);
 ``report.py`` renders the result to Markdown and HTML with the Jinja2 templates in ``templates/``.
@@ -73,6 +74,7 @@ class Row:
     worst: float | None
     flags: tuple[ThreatFlags, ...]
     extras: tuple[float | None, ...] = ()
+    tiebreak: float | None = None  # the worst case at the next smaller shown budget: orders rows tied at ``worst``
 
     @property
     def flag_text(self) -> str:
@@ -227,17 +229,18 @@ def _suite_board(suite: str, sel: list[CellRow], cost: Cost, env: Mapping[str, f
     threats = [t for t in order.columns if any(c.threat == t for c in sel)]
     columns = tuple(Column(th, e) for th in threats for e in show_eps)
     rank_eps = show_eps[-1] if show_eps else None
-    at_rank_eps = [i for i, col in enumerate(columns) if col.eps == rank_eps]
     rows = []
     for target, defense in sorted({(c.target, c.defense) for c in sel}):
         values = tuple(worst_case(sel, env, col.threat, col.eps, target, defense) for col in columns)
-        worst = _worst([v for i in at_rank_eps if (v := values[i]) is not None])
+        worst, tiebreak = (_worst([v for i, col in enumerate(columns) if col.eps == e and (v := values[i]) is not None])
+                           for e in (rank_eps, show_eps[0] if len(show_eps) > 1 else None))
         raised = tuple(ThreatFlags(th, tuple(flags[suite, target, defense, th])) for th in threats
                        if flags.get((suite, target, defense, th)))
-        rows.append(Row(0, target, defense, clean.get((suite, target, defense)), values, worst, raised))
+        rows.append(Row(0, target, defense, clean.get((suite, target, defense)), values, worst, raised,
+                        tiebreak=tiebreak))
 
-    def rank_key(r: Row) -> tuple[bool, float]:
-        return r.worst is None, -(r.worst or 0)
+    def rank_key(r: Row) -> tuple[bool, float, float]:
+        return r.worst is None, -(r.worst or 0), -(r.tiebreak or 0)
 
     # the task's further metrics (IQA: SROCC, PLCC) at the preferred threat's column of the ranking budget
     rank_col = next((i for th in threats_by_rank() for i, col in enumerate(columns)
