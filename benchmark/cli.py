@@ -147,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
             out = Path(args.out) if args.out else Path("results") / Path(args.config).stem
             summary = run_grid(cfg, out, progress=not args.quiet, device=args.device, executor=args.executor,
                                ray_address=args.ray_address)
-            print(f"{summary.generated} units generated, {summary.reused} reused, {summary.seconds:.0f} s; "
+            dropped = f", {summary.dropped} superseded cells dropped" if summary.dropped else ""
+            print(f"{summary.generated} units generated, {summary.reused} reused{dropped}, {summary.seconds:.0f} s; "
                   f"report in {out}/leaderboard.md")
         elif args.cmd == "list":
             rows = _list(args.kind)

@@ -359,6 +359,7 @@ class RunSummary:
     generated: int
     reused: int
     seconds: float
+    dropped: int = 0  # stored cells a changed dataset, model or attack parameter superseded (deleted)
 
 
 def make_executor(config: Config, prepared: list[Prepared], units: dict[str, Unit]) -> LocalExecutor | RayExecutor:
@@ -465,6 +466,11 @@ def run_grid(config: Config, out: str | Path, *, progress: bool = True, report: 
                     finish_unit(p, units[job.unit], store, cleans[owner[job.unit]], list(todo.pop(job.unit).values()))
                     generated += 1
             bar.close()
+        # a store reports what its config makes now: cells of a planned point made from other data, weights or
+        # parameters (a zoo retrained, a dataset regenerated) would mix two sample sets in one suite
+        dropped = store.drop_superseded({
+            (p.suite.name, u.attack.label, u.sources, c.threat, c.norm, c.eps, c.steps, c.target, c.defense): c.key
+            for p in prepared for u in p.units for c in u.cells})
     finally:
         if runner is not None:
             runner.close()
@@ -473,4 +479,4 @@ def run_grid(config: Config, out: str | Path, *, progress: bool = True, report: 
         from robustgrid.benchmark.report import write_report
 
         write_report(out)
-    return RunSummary(out, generated, reused, time.perf_counter() - start)
+    return RunSummary(out, generated, reused, time.perf_counter() - start, dropped)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import sqlite3
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -196,6 +196,27 @@ class Store:
 
     def units(self) -> list[UnitRow]:
         return [UNITS.load(r) for r in self.db.execute(UNITS.select_sql())]
+
+    def drop_superseded(self, planned: Mapping[tuple, str]) -> int:
+        """Delete the cells a newer plan replaces: same grid point (``cell_point``) as a planned cell, another key
+        (its data, model weights or attack parameters changed), with their metrics, outcomes, norms and emptied
+        units. Cells of points the plan no longer has are kept. Returns how many cells went."""
+        stale = [c.key for c in self.cells() if planned.get(cell_point(c), c.key) != c.key]
+        with self.db as con:
+            for i in range(0, len(stale), 500):
+                chunk = stale[i:i + 500]
+                marks = ",".join("?" * len(chunk))
+                for table in ("metrics", "outcomes", "norms", "cells"):
+                    con.execute(f"DELETE FROM {table} WHERE key IN ({marks})", chunk)
+            con.execute("DELETE FROM units WHERE key NOT IN (SELECT DISTINCT unit FROM cells)")
+        return len(stale)
+
+
+def cell_point(cell: CellRow) -> tuple:
+    """Where a cell sits in the grid, whatever made its numbers: suite, attack, sources, threat, budget, steps,
+    target and defense (its key adds the data, the models and the attack's parameters)."""
+    return (cell.suite, cell.attack, tuple(cell.sources), cell.threat, cell.norm, cell.eps, cell.steps, cell.target,
+            cell.defense)
 
 
 def _upgrade_from_4(path: Path) -> None:
