@@ -13,6 +13,7 @@ import argparse
 import torch
 
 from robustgrid.attacks import build_attack
+from robustgrid.benchmark.experiments import run_main
 from robustgrid.defenses import build_defense
 from robustgrid.defenses.defended import Defended
 from robustgrid.models.data.registry import build_dataset
@@ -59,4 +60,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -13,6 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from robustgrid.benchmark.curves import final_cells
+from robustgrid.benchmark.experiments import run_main
 from robustgrid.benchmark.records import CellRow
 from robustgrid.benchmark.store import Store
 from robustgrid.models.tasks import build_task
@@ -68,4 +69,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from robustgrid.attacks import build_attack
+from robustgrid.benchmark.experiments import run_main
 from robustgrid.models.data import build_dataset
 from robustgrid.models.iqa_task import IQA, image_ssim, quantize8, score_stability
 from robustgrid.models.target import build_target
@@ -99,4 +100,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

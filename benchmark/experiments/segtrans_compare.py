@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from robustgrid.attacks import build_attack
+from robustgrid.benchmark.experiments import run_main
 from robustgrid.models.data import build_dataset
 from robustgrid.models.segmentation_task import Segmentation
 from robustgrid.models.target import build_target
@@ -90,4 +91,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

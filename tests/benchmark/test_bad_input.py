@@ -198,3 +198,13 @@ def test_bad_query_input_through_the_cli_is_one_line_exit_2_and_writes_nothing(c
     assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 2
     assert capsys.readouterr().err.splitlines() == [f"robustgrid: error: {message}"]
     assert not out.exists()
+
+
+def test_a_study_script_turns_a_bad_option_into_one_line_and_status_2():
+    """The experiments print tables for the docs; a canvas smaller than a garment is an error line, not a traceback."""
+    proc = subprocess.run([sys.executable, "-m", "robustgrid.benchmark.experiments.segtrans_compare", "--n", "2",
+                           "--canvas", "16"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "scene size 16 is smaller than the largest garment" in lines[0], proc.stderr
+    assert "use size >= 35" in lines[0] and proc.stdout == ""
