@@ -9,7 +9,15 @@ import torch
 from robustgrid.core import RobustgridError
 from robustgrid.models.data import build_dataset
 from robustgrid.models.data.fashion_mnist import load_fashion_mnist
-from robustgrid.models.data.scenes import IGNORE, NUM_CLASSES, SceneConfig, make_scenes, render_scene
+from robustgrid.models.data.scenes import (
+    IGNORE,
+    NUM_CLASSES,
+    SCENE_CLASSES,
+    SCENE_LABEL,
+    SceneConfig,
+    make_scenes,
+    render_scene,
+)
 
 CFG = SceneConfig()
 
@@ -39,7 +47,7 @@ def test_images_and_labels_are_well_formed():
     assert 0 <= ds.images.min() and ds.images.max() <= 1
     assert torch.equal(ds.images * 255, (ds.images * 255).round())  # 8-bit levels, like real photos
     assert set(ds.labels.unique().tolist()) <= set(range(NUM_CLASSES)) | {IGNORE}
-    assert ds.num_classes == NUM_CLASSES == 11
+    assert ds.num_classes == NUM_CLASSES == len(SCENE_CLASSES) == 6
     ignored = (ds.labels == IGNORE).float().mean().item()
     background = (ds.labels == 0).float().mean().item()
     assert 0.0 < ignored < 0.1 and 0.5 < background < 0.9
@@ -65,12 +73,12 @@ def test_garments_come_from_their_own_split(split):
         assert 2 <= len(placements) <= 4
         for p in placements:
             assert p.source_split == split
-            assert p.label == src_labels[p.source_index] + 1
-            agree_other += p.source_index < len(other_labels) and p.label == other_labels[p.source_index] + 1
+            assert p.label == SCENE_LABEL[src_labels[p.source_index]]
+            agree_other += p.source_index < len(other_labels) and p.label == SCENE_LABEL[other_labels[p.source_index]]
         top = placements[-1]  # painted last, so never occluded: its label shows inside its box
         box = labels[top.top:top.top + top.side, top.left:top.left + top.side]
         assert (box == top.label).any()
-    assert agree_other < 30  # the other split's labels at the same indices would be chance (~10%)
+    assert agree_other < 30  # the other split's labels at the same indices agree by chance (~28% of ~60 garments)
 
 
 def test_fingerprint_identifies_the_scenes():
@@ -89,3 +97,13 @@ def test_fingerprint_identifies_the_scenes():
 def test_bad_parameters_are_one_line_errors(params, message):
     with pytest.raises(RobustgridError, match=message):
         build_dataset("fmnist-scenes", **params)
+
+
+def test_scene_classes_group_the_garments_that_cannot_be_told_apart_at_scene_size():
+    """Every Fashion-MNIST class maps to one scene class: the four tops and the three shoes each to one."""
+    from robustgrid.models.data.fashion_mnist import CLASSES
+
+    by_class = dict(zip(CLASSES, (SCENE_CLASSES[i] for i in SCENE_LABEL), strict=True))
+    assert {c for c, s in by_class.items() if s == "top"} == {"T-shirt/top", "Pullover", "Coat", "Shirt"}
+    assert {c for c, s in by_class.items() if s == "footwear"} == {"Sandal", "Sneaker", "Ankle boot"}
+    assert sorted(set(SCENE_LABEL.tolist())) == list(range(1, NUM_CLASSES))  # background is never a garment
