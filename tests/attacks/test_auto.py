@@ -82,7 +82,7 @@ def test_classification_passes_on_only_the_samples_still_robust(zoo_resnet, fmni
     assert (res.x_adv - x).abs().max() <= 0.02 + 1e-6
 
 
-def test_segmentation_is_at_least_as_harmful_as_each_stage_alone():
+def test_segmentation_is_per_image_at_least_as_harmful_as_each_stage_alone():
     from robustgrid.models.data.scenes import make_scenes
     from robustgrid.models.zoo import zoo_target
 
@@ -103,8 +103,11 @@ def test_segmentation_is_at_least_as_harmful_as_each_stage_alone():
     stages = [build_attack("apgd", loss=loss, eps=4 / 255, steps=5, task="segmentation")(m, x, y, seed=0)
               for loss in ("task", "margin")]
     assert auto.grad_evals == 2 * 5 * len(x)
-    assert all((image_miou(auto.x_adv) <= image_miou(s) + 1e-12).all() for s in stages)
-    assert all(miou(auto.x_adv) <= miou(s) + 1e-12 for s in stages) and miou(auto.x_adv) < miou(x) - 0.1
+    assert all((image_miou(auto.x_adv) <= image_miou(s) + 1e-12).all() for s in stages)  # what the cascade picks by
+    # Over the set, mIoU comes from one pooled confusion matrix, not a mean of the images' values, so taking each
+    # image's worse stage need not beat the stronger stage's pooled mIoU (six-class fpn: 0.124 against 0.127 and
+    # 0.120); losing to both stages would mean a wrong pick, and it must break the model.
+    assert miou(auto.x_adv) <= max(miou(s) for s in stages) + 1e-12 and miou(auto.x_adv) < miou(x) - 0.1
 
 
 @pytest.mark.parametrize("square", ["random-signs", "registered"])
