@@ -16,7 +16,7 @@ from robustgrid.models.iqa_zoo import IQA_ZOO, pairwise_rank_loss, predict
 from robustgrid.models.tasks import build_task
 from robustgrid.models.zoo import ZOO, zoo_target
 
-MIN_TEST_SROCC = 0.6  # every zoo model; recorded (models/weights/iqa-*.json): cnniqa 0.605, resnet 0.687, nfnet 0.633
+MIN_TEST_SROCC = 0.6  # every zoo model; recorded (models/weights/iqa-*.json): cnniqa 0.625, resnet 0.809, nfnet 0.724
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +40,15 @@ def test_committed_model_reproduces_recorded_srocc(name: str, test_split) -> Non
 AIM_TEST_SROCC = 0.8  # issue 12: targets good enough to test the seed methods
 
 
-@pytest.mark.xfail(strict=True, reason="aim of issue 12 not met yet: recorded test SROCC 0.605-0.687 after five "
-                   "distortion kinds per train patch and a ranking term, see docs/iqa.md")
-@pytest.mark.parametrize("name", sorted(IQA_ZOO))
+SHORT_OF_THE_AIM = {  # measured 2026-12-02 with every textured train tile (19,162 train patches), docs/iqa.md
+    "iqa-cnniqa": "recorded test SROCC 0.625: the shallow CNNIQA gains least from more content (0.605 with 36 tiles)",
+    "iqa-nfnet": "recorded test SROCC 0.724 (0.633 with 36 tiles per photograph): more epochs untried",
+}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="aim of issue 12 not "
+                                                                         f"met: {SHORT_OF_THE_AIM[n]}"))
+                                  if n in SHORT_OF_THE_AIM else n for n in sorted(IQA_ZOO)])
 def test_recorded_test_srocc_meets_the_aim(name: str) -> None:
     assert json.loads((COMMITTED / f"{name}.json").read_text())["metrics"]["test_srocc"] >= AIM_TEST_SROCC
 
@@ -63,7 +69,7 @@ def test_whitebox_pgd_destroys_the_ranking(test_split) -> None:
         clean = task.outcome(target.module(x), y)
         adv = task.outcome(target.module(quantize8(x_adv)), y)
     s = task.attack_labels([target.module], x, y).numpy()
-    # measured on these 64 patches (eps 8/255, 5 steps): SROCC 0.539 clean -> -0.049 attacked, mean shift 86 points
+    # measured on these 64 patches (eps 8/255, 5 steps): SROCC 0.712 clean -> -0.413 attacked, mean shift 82 points
     assert srocc(clean, y.numpy()) > 0.4
     assert srocc(adv, y.numpy()) < 0.2
     assert np.mean(s * (adv - clean)) > 50  # scores pushed toward the far end of the range
