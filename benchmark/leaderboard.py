@@ -170,6 +170,11 @@ class SuiteBoard:
         """The header of the column that ranks the rows."""
         return "worst" if self.rank_eps is None else f"worst @{self.rank_eps:g}"
 
+    @property
+    def breaks_ties(self) -> bool:
+        """Whether a second, smaller budget is shown, whose worst case orders rows tied at ``rank_eps``."""
+        return len({col.eps for col in self.columns}) > 1
+
 
 @dataclass(frozen=True)
 class ProvenanceLine:
@@ -229,11 +234,12 @@ def _suite_board(suite: str, sel: list[CellRow], cost: Cost, env: Mapping[str, f
     threats = [t for t in order.columns if any(c.threat == t for c in sel)]
     columns = tuple(Column(th, e) for th in threats for e in show_eps)
     rank_eps = show_eps[-1] if show_eps else None
+    tie_eps = show_eps[0] if len(show_eps) > 1 else None  # the next smaller shown budget: orders rows tied at rank_eps
     rows = []
     for target, defense in sorted({(c.target, c.defense) for c in sel}):
         values = tuple(worst_case(sel, env, col.threat, col.eps, target, defense) for col in columns)
-        worst, tiebreak = (_worst([v for i, col in enumerate(columns) if col.eps == e and (v := values[i]) is not None])
-                           for e in (rank_eps, show_eps[0] if len(show_eps) > 1 else None))
+        worst, tiebreak = (_worst([v for col, v in zip(columns, values, strict=True) if col.eps == e and v is not None])
+                           for e in (rank_eps, tie_eps))
         raised = tuple(ThreatFlags(th, tuple(flags[suite, target, defense, th])) for th in threats
                        if flags.get((suite, target, defense, th)))
         rows.append(Row(0, target, defense, clean.get((suite, target, defense)), values, worst, raised,

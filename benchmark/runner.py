@@ -34,7 +34,7 @@ from robustgrid.benchmark.plugins import config_folder, load_plugins
 from robustgrid.benchmark.provenance import compute_provenance, describe, module_hash
 from robustgrid.benchmark.records import CellRow, ProvenanceRow, UnitRow
 from robustgrid.benchmark.shards import ShardJob, ShardResult, plan_shards
-from robustgrid.benchmark.store import Store
+from robustgrid.benchmark.store import GridPoint, Store
 from robustgrid.benchmark.threats import get_threat
 from robustgrid.core import RobustgridError
 from robustgrid.defenses import Defended, Purifier, build_defense
@@ -469,8 +469,8 @@ def run_grid(config: Config, out: str | Path, *, progress: bool = True, report: 
         # a store reports what its config makes now: cells of a planned point made from other data, weights or
         # parameters (a zoo retrained, a dataset regenerated) would mix two sample sets in one suite
         dropped = store.drop_superseded({
-            (p.suite.name, u.attack.label, u.sources, c.threat, c.norm, c.eps, c.steps, c.target, c.defense): c.key
-            for p in prepared for u in p.units for c in u.cells})
+            GridPoint(p.suite.name, u.attack.label, tuple(u.sources), c.threat, c.norm, c.eps, c.steps, c.target,
+                      c.defense): c.key for p in prepared for u in p.units for c in u.cells})
     finally:
         if runner is not None:
             runner.close()

@@ -13,6 +13,7 @@ import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -197,11 +198,12 @@ class Store:
     def units(self) -> list[UnitRow]:
         return [UNITS.load(r) for r in self.db.execute(UNITS.select_sql())]
 
-    def drop_superseded(self, planned: Mapping[tuple, str]) -> int:
+    def drop_superseded(self, planned: Mapping[GridPoint, str]) -> int:
         """Delete the cells a newer plan replaces: same grid point (``cell_point``) as a planned cell, another key
         (its data, model weights or attack parameters changed), with their metrics, outcomes, norms and emptied
         units. Cells of points the plan no longer has are kept. Returns how many cells went."""
-        stale = [c.key for c in self.cells() if planned.get(cell_point(c), c.key) != c.key]
+        stored = (CELLS.load(r, metrics={}) for r in self.db.execute(CELLS.select_sql()))  # no metrics needed
+        stale = [c.key for c in stored if planned.get(cell_point(c), c.key) != c.key]
         with self.db as con:
             for i in range(0, len(stale), 500):
                 chunk = stale[i:i + 500]
@@ -212,11 +214,25 @@ class Store:
         return len(stale)
 
 
-def cell_point(cell: CellRow) -> tuple:
-    """Where a cell sits in the grid, whatever made its numbers: suite, attack, sources, threat, budget, steps,
-    target and defense (its key adds the data, the models and the attack's parameters)."""
-    return (cell.suite, cell.attack, tuple(cell.sources), cell.threat, cell.norm, cell.eps, cell.steps, cell.target,
-            cell.defense)
+class GridPoint(NamedTuple):
+    """Where a cell sits in the grid, whatever made its numbers (its key adds the data, the models and the
+    attack's parameters): the planner's cells and the stored ones are matched on it."""
+
+    suite: str
+    attack: str
+    sources: tuple[str, ...]
+    threat: str
+    norm: str
+    eps: float
+    steps: int
+    target: str
+    defense: str
+
+
+def cell_point(cell: CellRow) -> GridPoint:
+    """A stored cell's grid point."""
+    return GridPoint(cell.suite, cell.attack, tuple(cell.sources), cell.threat, cell.norm, cell.eps, cell.steps,
+                     cell.target, cell.defense)
 
 
 def _upgrade_from_4(path: Path) -> None:

@@ -36,7 +36,7 @@ BSN_ZOO: dict[str, ZooBSN] = {
     # 64x64 RGB scenes: 3k scenes, 32x32 crops, four passes (different crops each time)
     "fmnist-scenes": ZooBSN(BSNRecipe(dataset="fmnist-scenes", train_images=3000, epochs=4, batch_size=8, crop=32),
                             165),
-    # 48x48 RGB patches: all 3553 train patches (pristine and degraded), 32x32 crops, three passes
+    # 48x48 RGB patches: a seeded 3553 of the train patches (pristine and degraded), 32x32 crops, three passes
     "skimage-iqa": ZooBSN(BSNRecipe(dataset="skimage-iqa", train_images=3553, epochs=3, batch_size=8, crop=32), 160),
 }
 
