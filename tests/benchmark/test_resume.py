@@ -40,6 +40,12 @@ def interrupt_after(monkeypatch: pytest.MonkeyPatch, shards: int) -> list:
     return ran
 
 
+def default_sigint() -> None:
+    """In the child before exec: SIGINT back to its default. A test session started in the background of a
+    non-interactive shell inherits SIGINT ignored, and so would the CLI (Python installs no handler then)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_interrupted_run_resumes_to_the_same_table(small_config, tmp_path, monkeypatch):
     cfg = parse_config(small_config)
     interrupt_after(monkeypatch, 5)
@@ -66,7 +72,8 @@ def test_killed_cli_run_resumes(small_config, tmp_path, sig):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for _attempt in range(3):  # a signal that lands after the run's last unit (a race on a fast machine) says nothing
         shutil.rmtree(out, ignore_errors=True)
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=default_sigint)
         deadline = time.time() + 120
         while time.time() < deadline:  # wait until some, not all, cells are stored
             time.sleep(0.2)
@@ -82,7 +89,8 @@ def test_killed_cli_run_resumes(small_config, tmp_path, sig):
         if not (proc.returncode == 0 and "units generated" in proc.stdout.read()):
             break
     if sig == signal.SIGINT:
-        assert proc.returncode == 130 and "rerun the same command to resume" in proc.stderr.read()
+        err = proc.stderr.read()
+        assert proc.returncode == 130 and "rerun the same command to resume" in err, (proc.returncode, err[-500:])
     else:
         assert proc.returncode == -signal.SIGKILL
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
