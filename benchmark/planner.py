@@ -5,7 +5,9 @@ cell that evaluates them — all checkpoints of the iteration curve, every trans
 defense for purifier-blind evaluation. Which units and cells a threat has is the threat's to say
 (``benchmark/threats.py``); the planner only crosses them with attacks and budgets. With
 ``budget.search = "binary"`` one search unit covers every positive eps of a generation whose source success is
-success (``benchmark/budget_search.py``); the others stay one unit per eps.
+success (``benchmark/budget_search.py``); the others stay one unit per eps. Where no run stops early (a task without
+per-sample success, or ``early_stop = false``), a transfer group of one target is that target's white-box unit,
+evaluated on the other targets as well: the same run, made once.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 
 from robustgrid.benchmark.config import AttackSpec, Suite
 from robustgrid.benchmark.threats import generations, get_threat
+from robustgrid.models.tasks import build_task
 
 
 @dataclass(frozen=True)
@@ -123,11 +126,30 @@ def plan_suite(suite: Suite, seed: int, identity: dict[str, str],
                     out.append((threat.name, sources, defense, evals))
         return out
 
+    def shared(attack: AttackSpec) -> list[tuple[str, tuple[str, ...], str, list[Eval]]]:
+        """The plan for ``attack`` with each sharing threat's single-source generations folded into the host's
+        generation from the same source, where neither run could stop early or be a budget search: the host's
+        examples are the ones the sharer would make (same attack, sources and budget), so they are made once."""
+        if suite.early_stop and build_task(suite.task).success_type:
+            return plan
+        hosts = {(t, s): i for i, (t, s, d, _) in enumerate(plan)
+                 if d == "none" and not searched(suite, t, d, randomized)}
+        out = [(t, s, d, list(e)) for t, s, d, e in plan]
+        folded = set()
+        for i, (threat, sources, _, evals) in enumerate(plan):
+            host = get_threat(threat).shares_with
+            j = hosts.get((host, sources)) if host else None
+            if j is not None and attack.runs_under(threat) and attack.runs_under(host):
+                out[j][3].extend(evals)
+                folded.add(i)
+        return [g for i, g in enumerate(out) if i not in folded]
+
     plan = generation_evals()
     positive = tuple(sorted(e for e in suite.budget.eps if e > 0))
     for attack in suite.attacks:
+        own = shared(attack)
         for eps in suite.budget.eps:
-            for threat, sources, defense, evals in plan:
+            for threat, sources, defense, evals in own:
                 if eps == 0 or not searched(suite, threat, defense, randomized):
                     add(attack, sources, threat, defense, (eps,), evals)
         for threat, sources, defense, evals in plan:

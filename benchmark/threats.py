@@ -47,6 +47,7 @@ class Threat:
     evaluated_behind: str = "bare"      # EVAL_DEFENSES: the defenses they are evaluated behind
     purifier_in_graph: Callable[[Purifier], Purifier] | None = None  # None: the attack sees bare models only
     rides_on: str | None = None         # evaluates another threat's examples and generates none of its own
+    shares_with: str | None = None      # a threat whose single-source units also serve it where no run stops early
     early_stop: bool = True             # may samples leave the batch once they fool the attack's models?
     eot: bool = False                   # average gradients over a randomised purifier's draws
     needs_differentiable: bool = False  # refuse a purifier without exact gradients
@@ -72,6 +73,9 @@ class Threat:
         if (self.evaluated_behind == "attacked") != self.per_defense:
             raise RobustgridError(f"{what}: an attack that differentiates a purifier is evaluated behind that "
                                   "purifier (evaluated_behind='attacked'), and only such an attack")
+        if self.shares_with is not None and (self.rides_on is not None or self.per_defense):
+            raise RobustgridError(f"{what}: a threat sharing {self.shares_with!r}'s units must generate its own "
+                                  "examples elsewhere and see no purifier")
         if self.rides_on is not None and self.per_defense:
             raise RobustgridError(f"{what}: a threat riding on {self.rides_on!r} generates nothing, so it cannot "
                                   "differentiate a purifier")
@@ -247,7 +251,7 @@ register_threat(Threat(
 register_threat(Threat(
     "transfer", "examples made on the suite's transfer sources, evaluated on every other target and defense",
     column=4, rank=4, source_plan="transfer-groups", evaluated_on="others", evaluated_behind="all", early_stop=False,
-    expected_to_fall=False, sees_model=False))
+    expected_to_fall=False, sees_model=False, shares_with="whitebox"))
 # Query threats: the attack sees a model only through an oracle, so they run behind any purifier, differentiable or
 # not. Not expected to fall: a query budget may be too small to break a model (the not-converged flag says so).
 register_threat(Threat(
