@@ -39,19 +39,23 @@ def versus_torchattacks(model, x, y, norm: str, eps: float, queries: int, seeds:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("norm", "eps"), [("linf", 0.05), ("l2", 1.0)])
-def test_robust_accuracy_is_within_a_point_of_torchattacks_on_500_images(norm, eps, zoo_resnet, capsys):
+def test_robust_accuracy_is_within_two_points_of_torchattacks_on_500_images(norm, eps, zoo_resnet, capsys):
+    """Means over 3 seeds each. One seed moves robust accuracy by about a point on 500 images (Linf 0.05, 4 seeds,
+    2026-12-02: ours 0.372-0.396, torchattacks 0.386-0.402), and another CPU's rounding acts like another seed
+    (one seed gave 0.396 against 0.396 on one machine and 0.378 against 0.396 on another, same code), so a
+    one-seed 1-point bound failed across machines; 3-seed means differ by about 0.009 in both norms."""
     ds = build_dataset("fashion-mnist", split="test", size=500, seed=0)
-    ours, ref = versus_torchattacks(zoo_resnet.module, ds.images, ds.labels, norm, eps, 300)
+    ours, ref = versus_torchattacks(zoo_resnet.module, ds.images, ds.labels, norm, eps, 300, seeds=3)
     with capsys.disabled():
-        print(f"\nsquare {norm} {eps:g}, 500 images, 300 queries: ours {ours:.3f}, torchattacks {ref:.3f}")
-    assert abs(ours - ref) <= 0.01, (ours, ref)
+        print(f"\nsquare {norm} {eps:g}, 500 images, 300 queries, 3 seeds: ours {ours:.3f}, torchattacks {ref:.3f}")
+    assert abs(ours - ref) <= 0.02, (ours, ref)
 
 
 @pytest.mark.parametrize(("norm", "eps"), [("linf", 0.05), ("l2", 1.0)])
 def test_robust_accuracy_is_near_torchattacks_on_a_small_run(norm, eps, zoo_resnet, fmnist_batch):
     """64 images, 60 queries, 3 seeds: one seed of either implementation lands up to 5 images from another here
     (measured: ours 40-45, torchattacks 44-46 of 64 still robust at Linf 0.05), so the means over 3 seeds are held
-    to 4 images; the 500-image test above holds the 1-point bound."""
+    to 4 images; the 500-image test above holds 3-seed means to 2 points."""
     ours, ref = versus_torchattacks(zoo_resnet.module, *fmnist_batch, norm, eps, 60, seeds=3)
     clean = robust_accuracy(zoo_resnet.module, *fmnist_batch)
     assert abs(ours - ref) <= 4 / 64 + 1e-9 and ours < clean - 0.1, (ours, ref, clean)
