@@ -178,12 +178,18 @@ THREATS: Registry[Threat] = Registry("threat")
 
 
 def register_threat(threat: Threat) -> Threat:
-    """Add ``threat`` to the registry; a threat riding on another needs that one registered, with its sources."""
+    """Add ``threat`` to the registry; a threat riding on or sharing another's units needs that one registered,
+    with sources it can use."""
     if threat.rides_on is not None:
         host = get_threat(threat.rides_on)
         if host.rides_on is not None or host.source_plan != threat.source_plan:
             raise RobustgridError(f"threat {threat.name!r} rides on {host.name!r}, which must generate its own "
                                   f"examples from the same sources ({threat.source_plan})")
+    if threat.shares_with is not None:
+        host = get_threat(threat.shares_with)
+        if host.rides_on is not None or host.per_defense or host.source_plan != "each-target":
+            raise RobustgridError(f"threat {threat.name!r} shares {host.name!r}'s units, which must be made on each "
+                                  "target alone and through no purifier")
 
     if threat.name in THREATS and get_threat(threat.name) != threat:
         raise RobustgridError(f"threat {threat.name!r} is already registered")

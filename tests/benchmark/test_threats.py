@@ -191,6 +191,10 @@ def test_a_badly_stated_threat_is_refused_at_registration(scratch_registry):
     with pytest.raises(RobustgridError, match="rides on 'transfer', which must generate its own examples from the "
                                               "same sources"):
         register_threat(Threat("x", "d", column=9, rank=9, rides_on="transfer"))
+    with pytest.raises(RobustgridError, match="shares 'transfer''s units, which must be made on each target alone"):
+        register_threat(Threat("x", "d", column=9, rank=9, shares_with="transfer"))
+    with pytest.raises(RobustgridError, match="unknown threat 'wb'"):
+        register_threat(Threat("x", "d", column=9, rank=9, shares_with="wb"))
     with pytest.raises(RobustgridError, match="threat 'whitebox' is already registered"):
         register_threat(dataclasses.replace(get_threat("whitebox"), description="another whitebox"))
     assert register_threat(get_threat("whitebox")) is get_threat("whitebox")  # the same one again: a no-op
