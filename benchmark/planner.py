@@ -130,8 +130,10 @@ def plan_suite(suite: Suite, seed: int, identity: dict[str, str],
         """The plan for ``attack`` with each sharing threat's single-source generations folded into the host's
         generation from the same source, where neither run could stop early or be a budget search: the host's
         examples are the ones the sharer would make (same attack, sources and budget), so they are made once."""
-        if suite.early_stop and build_task(suite.task).success_type:
-            return plan
+        success = build_task(suite.task).success_type
+
+        def fixed(name: str) -> bool:
+            return not get_threat(name).stops_early(suite.early_stop, success, randomized=False)
         hosts = {(t, s): i for i, (t, s, d, _) in enumerate(plan)
                  if d == "none" and not searched(suite, t, d, randomized)}
         out = [(t, s, d, list(e)) for t, s, d, e in plan]
@@ -139,7 +141,8 @@ def plan_suite(suite: Suite, seed: int, identity: dict[str, str],
         for i, (threat, sources, _, evals) in enumerate(plan):
             host = get_threat(threat).shares_with
             j = hosts.get((host, sources)) if host else None
-            if j is not None and attack.runs_under(threat) and attack.runs_under(host):
+            if (j is not None and attack.runs_under(threat) and attack.runs_under(host)
+                    and fixed(threat) and fixed(host)):
                 out[j][3].extend(evals)
                 folded.add(i)
         return [g for i, g in enumerate(out) if i not in folded]

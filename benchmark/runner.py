@@ -210,7 +210,7 @@ def configure_attack(p: Prepared, unit: Unit) -> tuple[Attack, dict[str, Any]]:
                           **unit.attack.kwargs)
     threat = get_threat(unit.threat)
     randomized = unit.defense != "none" and p.defenses[unit.defense].randomized
-    options = {"early_stop": p.suite.early_stop and threat.allows_early_stop(randomized),
+    options = {"early_stop": threat.stops_early(p.suite.early_stop, p.task.success_type, randomized),
                "eot_samples": threat.eot_samples(randomized, p.suite.eot_samples)}
     return attack, options
 

@@ -147,6 +147,11 @@ class Threat:
         when the purifier in the attack's graph gives the same output every time."""
         return self.early_stop and not randomized
 
+    def stops_early(self, suite_early_stop: bool, success_type: bool, randomized: bool) -> bool:
+        """Whether this threat's runs freeze fooled samples: the suite asks, the task has per-sample success, and
+        success on the attack's models is success on the evaluated one. The runner and the planner both ask this."""
+        return suite_early_stop and success_type and self.allows_early_stop(randomized)
+
     def eot_samples(self, randomized: bool, samples: int) -> int:
         """How many purifier draws each gradient averages over."""
         return samples if self.eot and randomized else 1

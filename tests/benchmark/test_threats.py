@@ -72,6 +72,10 @@ def test_each_threat_states_what_the_flags_and_the_runner_ask():
     assert th["blind"].rides_on == "whitebox" and all(th[n].rides_on is None for n in NAMES if n != "blind")
     assert {n for n in NAMES if th[n].allows_early_stop(randomized=False)} == set(NAMES) - {"transfer"}
     assert not any(th[n].allows_early_stop(randomized=True) for n in NAMES)
+    # a run stops early only when the suite asks, the task has per-sample success and the threat allows it
+    assert {n for n in NAMES if th[n].stops_early(True, True, randomized=False)} == set(NAMES) - {"transfer"}
+    assert not any(th[n].stops_early(s, t, r) for n in NAMES
+                   for s, t, r in [(False, True, False), (True, False, False), (True, True, True)])
     assert {n: th[n].eot_samples(True, 8) for n in NAMES} == {n: 8 if n == "adaptive" else 1 for n in NAMES}
     assert all(th[n].eot_samples(False, 8) == 1 for n in NAMES)
 
