@@ -41,6 +41,8 @@ def train_zoo(names: list[str] | None = None, force: bool = False, commit: bool 
     if workers <= 1:
         records.update({e.name: _train_one(e.name, r, commit, progress) for e, r in todo})
     else:  # spawned workers import this module, which registers the whole zoo; longest first for the shortest makespan
+        for prepare in dict.fromkeys(e.prepare for e, _ in todo if e.prepare is not None):
+            prepare()  # e.g. the IQA train split's FSIMc labels: made and cached once, not once per worker
         ctx = multiprocessing.get_context("spawn")
         todo.sort(key=lambda item: -item[0].cost)
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,

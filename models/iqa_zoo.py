@@ -123,6 +123,11 @@ def train_data_key() -> str:
     return PatchConfig().key("train")
 
 
+def label_train_split() -> None:
+    """Make and cache the labelled train split (FSIMc labels, about 100 s) before parallel zoo workers read it."""
+    skimage_iqa("train")
+
+
 IQA_ZOO: dict[str, tuple[str, IQARecipe]] = {
     "iqa-cnniqa": ("CNNIQA (pyiqa arch: 7x7 conv, max-min pooling, MLP) trained on skimage-iqa",
                    IQARecipe("pyiqa:CNNIQA", {"ker_size": 7, "n_kers": 32, "n1_nodes": 128, "n2_nodes": 128},
@@ -142,4 +147,5 @@ for _name, (_description, _recipe) in IQA_ZOO.items():
         build=functools.partial(build_net, _recipe),
         train=functools.partial(train_iqa, _name, _recipe),
         to_target=functools.partial(iqa_zoo_target, _name, _recipe),
+        prepare=label_train_split,
     ))

@@ -36,6 +36,7 @@ class ZooEntry:
     train: TrainFn
     to_target: Callable[[nn.Module, WeightsRecord], Target] | None = None  # None: trained, but not an attack target
     cost: float = 1.0  # estimated training CPU-seconds on one thread: parallel training starts the longest first
+    prepare: Callable[[], object] | None = None  # makes shared training data once, before parallel workers start
 
     def full_recipe(self) -> dict[str, Any]:
         """The hashed recipe: the static part plus the fingerprint of the training data."""

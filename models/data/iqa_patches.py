@@ -8,6 +8,7 @@ a hash of the generator. docs/iqa.md documents the generator and why FSIMc is th
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -237,7 +238,7 @@ def load_patches(split: str, cfg: PatchConfig = PatchConfig(), cache: Path | Non
             return IQAPatches(**{k: z[k] for k in z.files}, split=split)
     patches = generate(split, cfg)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")  # one per process: parallel zoo workers may both write it
     np.savez_compressed(tmp, **patches.arrays())
     tmp.replace(path)  # atomic: a killed run never leaves half a cache file
     return patches

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -208,3 +209,30 @@ def test_a_study_script_turns_a_bad_option_into_one_line_and_status_2():
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "scene size 16 is smaller than the largest garment" in lines[0], proc.stderr
     assert "use size >= 35" in lines[0] and proc.stdout == ""
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["iqa-nfnet", "--set", "epoch=3"], "recipe IQARecipe has no field 'epoch'; its fields: arch, model_kwargs"),
+    (["iqa-nfnet", "--set", "epochs"], "--set takes KEY=JSON"),
+    (["iqa-nfnet", "--set", "epochs=ten"], "--set takes KEY=JSON"),
+    (["iqa-nfnet", "--metric", "test_miou"], "zoo entry 'iqa-nfnet' records no metric 'test_miou'; it records "
+                                             "test_krocc, test_plcc, test_srocc"),
+])
+def test_the_seed_spread_study_refuses_a_bad_recipe_change_before_training(argv, message, capsys):
+    from robustgrid.benchmark.experiments import zoo_seed_spread
+
+    with pytest.raises(RobustgridError, match=re.escape(message)):
+        zoo_seed_spread.main(argv)
+    assert "| entry |" not in capsys.readouterr().out  # nothing printed, nothing trained
+
+
+def test_the_seed_spread_study_reseeds_and_changes_only_the_recipe():
+    from robustgrid.benchmark.experiments.zoo_seed_spread import reseeded
+    from robustgrid.benchmark.zoo_training import ZOO
+
+    train = ZOO.build("iqa-cnniqa").train
+    call = reseeded(train, 7, {"epochs": 3})
+    (recipe,) = [a for a in call.args if hasattr(a, "seed")]
+    (before,) = [a for a in train.args if hasattr(a, "seed")]
+    assert (recipe.seed, recipe.epochs) == (7, 3) and call.func is train.func
+    assert {**vars(recipe), "seed": before.seed, "epochs": before.epochs} == vars(before)
