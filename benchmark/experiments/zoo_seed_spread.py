@@ -3,6 +3,8 @@
 Retrains each named entry with other recipe seeds (one thread, nothing stored) and prints the metric per seed beside
 the committed record. Another CPU's floating-point rounding makes training another trajectory, as a seed does.
 ``--set epochs=10`` (JSON values) changes the recipe too: how a recipe change compares with the seed spread.
+``--store`` keeps each trained model in the cache under its changed recipe, so that adopting the change in the code
+and running ``robustgrid zoo train --commit`` promotes that very model instead of training it again.
 Run: ``python -m robustgrid.benchmark.experiments.zoo_seed_spread fmnist-resnet [--seeds 1 2 3] [--set k=v]``.
 """
 
@@ -21,7 +23,7 @@ import torch
 from robustgrid.benchmark.experiments import run_main
 from robustgrid.benchmark.zoo_training import ZOO
 from robustgrid.core import RobustgridError
-from robustgrid.models.cache import COMMITTED
+from robustgrid.models.cache import COMMITTED, train_and_store
 
 METRIC = {"classification": "test_accuracy", "segmentation": "test_miou", "iqa": "test_srocc"}  # a target's, by task
 BSN_METRIC = "test_clean_mse"  # the zoo's only entries that are not targets are the NCIS blind-spot networks
@@ -49,6 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("names", nargs="+")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--metric", help="the recorded test metric to compare (default: the task's)")
+    ap.add_argument("--store", action="store_true", help="cache each trained model under its changed recipe")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="a recipe field to change")
     args = ap.parse_args(argv)
     changes = {}
@@ -70,6 +73,9 @@ def main(argv: list[str] | None = None) -> None:
         if metric not in committed["metrics"]:
             raise RobustgridError(f"zoo entry {entry.name!r} records no metric {metric!r}; it records "
                                   + ", ".join(committed["metrics"]))
+        if args.store and entry.to_target is None:  # a blind-spot network's training images depend on its seed
+            raise RobustgridError(f"--store takes zoo targets, whose data does not depend on the recipe's seed; "
+                                  f"{entry.name!r} is a blind-spot network")
         metrics[entry.name] = metric, committed
     torch.set_num_threads(1)
     columns = ["entry", "metric", "committed (seed)", *(f"seed {s}" for s in args.seeds), "mean", "sd",
@@ -80,7 +86,12 @@ def main(argv: list[str] | None = None) -> None:
         values = []
         for seed in args.seeds:
             start = time.perf_counter()
-            _, measured = reseeded(entry.train, seed, changes)(False)
+            train = reseeded(entry.train, seed, changes)
+            if args.store:  # keyed as the zoo keys it: the entry's full recipe with the changes and the seed
+                measured = train_and_store(entry.name, {**entry.full_recipe(), **changes, "seed": seed},
+                                           lambda train=train: train(False)).metrics
+            else:
+                _, measured = train(False)
             values.append(float(measured[metric]))
             print(json.dumps({"entry": entry.name, "seed": seed, **changes, metric: values[-1],
                               "seconds": round(time.perf_counter() - start, 1)}), flush=True)

@@ -217,6 +217,7 @@ def test_a_study_script_turns_a_bad_option_into_one_line_and_status_2():
     (["iqa-nfnet", "--set", "epochs=ten"], "--set takes KEY=JSON"),
     (["iqa-nfnet", "--metric", "test_miou"], "zoo entry 'iqa-nfnet' records no metric 'test_miou'; it records "
                                              "test_krocc, test_plcc, test_srocc"),
+    (["ncis-bsn-fashion-mnist", "--store"], "--store takes zoo targets"),
 ])
 def test_the_seed_spread_study_refuses_a_bad_recipe_change_before_training(argv, message, capsys):
     from robustgrid.benchmark.experiments import zoo_seed_spread

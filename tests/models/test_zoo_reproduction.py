@@ -1,9 +1,13 @@
 """Slow (``make test-slow``): retraining zoo entries from their recipes reproduces the committed weights.
 
-Each entry is retrained with ``train_zoo(force=True)`` into an empty cache; its measured test metrics must
-match the committed record, and on the reference machine the weights come out bit-identical (reported, not
-asserted: float kernels may differ on other CPUs); zoo training runs on one thread for that reason.
-About 5 CPU-minutes in all.
+Each entry is retrained with ``train_zoo(force=True)`` into an empty cache; its measured test metric must
+match the committed record within the spread of training seeds, and on the machine the zoo was trained on the
+weights come out bit-identical (reported, not asserted). On another CPU float rounding sends training down
+another trajectory, as another seed does: on 2026-12-02 an AMD EPYC machine retrained fmnist-resnet to 0.8955
+(committed 0.9007) and scenes-fpn to 0.6666 (committed 0.6554). So each tolerance is about three standard
+deviations of the metric over five training seeds (four for iqa-cnniqa) measured on that machine with
+``python -m robustgrid.benchmark.experiments.zoo_seed_spread NAME --seeds ...`` (docs/performance.md):
+fmnist-resnet sd 0.0028, scenes-fpn 0.0062, iqa-cnniqa 0.0157. About 5 CPU-minutes in all.
 """
 
 from __future__ import annotations
@@ -20,10 +24,10 @@ pytestmark = pytest.mark.slow
 
 # the cheapest entry of each kind: classifier, IQA model, segmenter, blind-spot network
 ENTRIES = {
-    "fmnist-resnet": ("test_accuracy", 0.005),
-    "iqa-cnniqa": ("test_srocc", 0.01),
-    "scenes-fpn": ("test_miou", 0.01),
-    "ncis-bsn-fashion-mnist": ("test_clean_mse", 5e-4),
+    "fmnist-resnet": ("test_accuracy", 0.01),    # seeds 0-4: 0.8955 0.9007 0.9015 0.9029 0.8992
+    "iqa-cnniqa": ("test_srocc", 0.05),          # seeds 0-3: 0.6272 0.5910 0.6065 0.6186
+    "scenes-fpn": ("test_miou", 0.02),           # seeds 0-4: 0.6543 0.6666 0.6655 0.6706 0.6614
+    "ncis-bsn-fashion-mnist": ("test_clean_mse", 5e-4),  # held on both machines (its seed also draws its data)
 }
 
 
