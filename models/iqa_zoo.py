@@ -136,7 +136,7 @@ IQA_ZOO: dict[str, tuple[str, IQARecipe]] = {
                    IQARecipe("resnet10t", {"channels": [16, 32, 64, 128], "stem_width": 16}, epochs=10, lr=1e-2,
                              rank_weight=1.0)),
     "iqa-nfnet": ("NF-Net (timm test_nfnet: normaliser-free residual CNN with SE) trained on skimage-iqa",
-                  IQARecipe("test_nfnet", epochs=5, lr=3e-3, rank_weight=1.0)),
+                  IQARecipe("test_nfnet", epochs=10, lr=5e-3, rank_weight=1.0)),
 }
 
 for _name, (_description, _recipe) in IQA_ZOO.items():
